@@ -1,0 +1,25 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO ?= demo
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	rm -rf $(DEMO)
+	$(VENV)/bin/ltextract synth --out $(DEMO)/manual --classes 20 --seed 0
+	$(VENV)/bin/ltextract build --manual-dir $(DEMO)/manual --splits-dir $(DEMO)/manual --out $(DEMO)/out
+	$(VENV)/bin/ltextract verify $(DEMO)/out
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO) build src/*.egg-info

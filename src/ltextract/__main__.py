@@ -1,0 +1,3 @@
+from ltextract.cli import main
+
+main()

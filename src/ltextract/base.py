@@ -1,0 +1,80 @@
+"""Things every stage shares: the error type, the 1000 wnids, where caches live, atomic files."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+TRAIN_TAR = "ILSVRC2012_img_train.tar"
+VAL_TAR = "ILSVRC2012_img_val.tar"
+#: Sizes of the official archives; a different size usually means a truncated download.
+OFFICIAL_SIZES = {TRAIN_TAR: 147_897_477_120, VAL_TAR: 6_744_924_160}
+
+
+class LtError(Exception):
+    """A failure the user can act on: the CLI prints it as one line and exits 1."""
+
+
+class ListError(LtError):
+    """A split list is malformed or does not match its pin."""
+
+
+class TarError(LtError):
+    """A tar is missing, truncated or corrupt."""
+
+
+class FetchError(LtError):
+    """A list could not be downloaded."""
+
+
+@lru_cache(maxsize=1)
+def wnids() -> tuple[str, ...]:
+    """The 1000 ILSVRC2012 wnids, sorted: a wnid's position is its label."""
+    text = resources.files("ltextract").joinpath("wnids.txt").read_text("ascii")
+    return tuple(text.split())
+
+
+@lru_cache(maxsize=1)
+def label_of() -> dict[str, int]:
+    return {w: i for i, w in enumerate(wnids())}
+
+
+def cache_dir() -> Path:
+    """Per-user cache: index files and verified lists; never beside the (often read-only) tars."""
+    env = os.environ.get("LTEXTRACT_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) / "ltextract" if xdg else Path.home() / ".cache" / "ltextract"
+
+
+def default_manual_dir() -> Path:
+    """Where TFDS users already keep the tars."""
+    env = os.environ.get("LTEXTRACT_MANUAL_DIR")
+    if env:
+        return Path(env)
+    return Path.home() / "tensorflow_datasets" / "downloads" / "manual"
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """Write to a temporary name beside `path`, rename over it only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    with atomic_writer(path) as f:
+        f.write(data)
