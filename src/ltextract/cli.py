@@ -1,0 +1,275 @@
+"""Command line: a thin layer over the stages. stdout carries data, stderr progress and messages."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import click
+from tqdm import tqdm
+
+from ltextract import __version__, extract, manifest, tarindex
+from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
+from ltextract.manifest import Row
+from ltextract.splits import SPLITS, TOP, check_split, load_lists
+
+DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
+TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so cleanup runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def say(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        click.echo(msg, err=True)
+
+
+def warn(msg: str) -> None:
+    click.echo(f"ltextract: warning: {msg}", err=True)
+
+
+@contextmanager
+def bar(desc: str, total: int, quiet: bool) -> Iterator[tqdm]:
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+              disable=True if quiet else None, file=sys.stderr, leave=False) as b:
+        yield b
+
+
+def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
+    path = manual_dir or default_manual_dir()
+    if not path.is_dir():
+        how = "" if manual_dir else " (pass --manual-dir or set LTEXTRACT_MANUAL_DIR)"
+        raise LtError(f"manual dir {path} does not exist or is not a folder{how}")
+    return path
+
+
+def find_tar(manual_dir: Path, name: str) -> Path:
+    path = manual_dir / name
+    if not path.exists():
+        raise TarError(f"{name} not found in {manual_dir}")
+    if not path.is_file():
+        raise TarError(f"{path} is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise TarError(f"{path} is not readable")
+    return path
+
+
+def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarindex.ArchiveIndex:
+    with bar(f"index {tar.name}", tar.stat().st_size, quiet) as b:
+        return tarindex.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ltextract")
+def cli() -> None:
+    """Build ImageNet-LT from the two ILSVRC2012 tars, reading only the bytes it needs."""
+
+
+manual_dir_option = click.option(
+    "--manual-dir", type=click.Path(path_type=Path),
+    help="Folder holding ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
+         "[default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
+
+
+def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
+    urls = {}
+    for value in values:
+        name, eq, url = value.partition("=")
+        if not eq or name not in SPLITS or not url:
+            raise click.BadParameter(f"{value!r}: expected NAME=URL with NAME one of {', '.join(SPLITS)}",
+                                     param_hint="--split-url")
+        urls[name] = url
+    return urls
+
+
+@cli.command()
+@manual_dir_option
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS),
+              help="Split to build (repeatable) [default: train, val, test].")
+@click.option("--splits-dir", type=click.Path(path_type=Path),
+              help="Read ImageNet_LT_<split>.txt from this folder instead of downloading.")
+@click.option("--split-url", "split_urls", multiple=True, metavar="NAME=URL",
+              help="Fetch one split's list from URL (repeatable).")
+@click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
+              help="Reads and writes in flight.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Only errors and warnings on stderr.")
+def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
+          split_urls: tuple[str, ...], workers: int, as_json: bool, quiet: bool) -> None:
+    """Build OUT/<split>/<wnid>/<file> with CSV manifests; resumable, atomic per file.
+
+    \b
+    Example:
+      ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
+    """
+    chosen = tuple(dict.fromkeys(splits)) or SPLITS
+    urls = parse_split_urls(split_urls)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    manual = resolve_manual_dir(manual_dir)
+    tars = {top: find_tar(manual, TARS[top]) for top in sorted({TOP[s] for s in chosen})}
+    extract.prepare_out(out)
+    with extract.OutLock(out):
+        lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
+        for split, sl in lists.items():
+            check_split(split, sl.entries, Path(sl.source).name)
+        indexes = {top: load_index(tar, top, quiet) for top, tar in tars.items()}
+        work = extract.prepare(out, extract.plan(lists, indexes), indexes, lists)
+        summary: dict[str, Any] = {"out": str(out), "splits": {}}
+        for w in work:
+            started = time.monotonic()
+            with bar(f"{w.split}", sum(j.size for j in w.todo), quiet) as b:
+                done = extract.run_split(out, w, workers, b.update)
+            rows = [Row(j.rel, j.label, j.wnid, j.size, done[j.rel].sha256) for j in w.jobs]
+            sl = lists[w.split]
+            record = {"files": len(rows), "bytes": sum(r.size for r in rows),
+                      "copied": len(w.todo), "kept": len(w.kept),
+                      "seconds": round(time.monotonic() - started, 3),
+                      "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
+            manifest.write_split(out, w.split, rows)
+            manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")})
+            summary["splits"][w.split] = record
+            say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
+                f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
+                quiet)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
+@click.option("--quiet", "-q", is_flag=True)
+def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
+    """Check every file of OUT against its manifest, the lists and the published totals.
+
+    Exit 0 when everything holds, 1 otherwise.
+
+    \b
+    Example:
+      ltextract verify ~/data/ImageNet_LT
+    """
+    from ltextract.verify import verify as run_verify
+
+    if not out.is_dir():
+        raise LtError(f"{out} is not a folder")
+    total = sum(s.get("bytes", 0) for s in manifest.read_metadata(out)["splits"].values())
+    with bar("verify", total, quiet) as b:
+        report = run_verify(out, workers, b.update)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    for p in report.problems[:10]:
+        click.echo(f"ltextract: {out / p.path}: {p.what}", err=True)
+    if report.problems:
+        more = len(report.problems) - 10
+        raise LtError(f"verify found {len(report.problems):,} problem(s) in {out}"
+                      + (f" ({more:,} more not shown)" if more > 0 else ""))
+    files = sum(s["files"] for s in report.splits.values())
+    say(f"ok: {files:,} files in {', '.join(report.splits)} match their manifests", quiet)
+
+
+@cli.command()
+@click.option("--dest", type=click.Path(path_type=Path),
+              help="Folder to write the lists into [default: the cache dir].")
+def fetch(dest: Optional[Path]) -> None:
+    """Download the three published lists and check them against their pinned sha256.
+
+    Mirrors are tried in order, each with timeouts and a few retries. Prints each list's path.
+
+    \b
+    Example:
+      ltextract fetch --dest lists/
+    """
+    from ltextract.fetch import fetch_lists
+
+    for path in fetch_lists(dest, warn=warn).values():
+        click.echo(str(path))
+
+
+@cli.command()
+@manual_dir_option
+@click.option("--list", "as_list", is_flag=True,
+              help="Stream archive<TAB>member<TAB>offset<TAB>size lines on stdout.")
+@click.option("--refresh", is_flag=True, help="Rescan even when the cached index matches.")
+@click.option("--quiet", "-q", is_flag=True)
+def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool) -> None:
+    """Build (or load from the cache) the member index of the tars and summarise it.
+
+    \b
+    Example:
+      ltextract index --manual-dir ~/imagenet --list | awk -F'\\t' '{s += $4} END {print s}'
+    """
+    manual = resolve_manual_dir(manual_dir)
+    present = {top: manual / name for top, name in TARS.items() if (manual / name).exists()}
+    if not present:
+        raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}")
+    for top, tar in present.items():
+        started = time.monotonic()
+        idx = load_index(find_tar(manual, tar.name), top, quiet, refresh)
+        seconds = time.monotonic() - started
+        if as_list:
+            for group, members in idx.iter_groups():
+                archive = f"{tar.name}/{group.name}" if group.name else tar.name
+                click.echo("".join(f"{archive}\t{m.name}\t{m.offset}\t{m.size}\n" for m in members),
+                           nl=False)
+        else:
+            click.echo(f"{tar.name}\t{len(idx.groups) if idx.nested else 1} tar(s)\t{idx.members} members"
+                       f"\t{sum(idx.sizes)} bytes\t{'cached' if idx.from_cache else 'scanned'}"
+                       f"\t{seconds:.3f} s")
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Manual dir to create.")
+@click.option("--classes", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--seed", default=0, show_default=True, type=int)
+def synth(out: Path, classes: int, seed: int) -> None:
+    """Write a small ILSVRC2012-shaped manual dir (nested class tars, flat val tar, tiny JPEGs,
+    real wnids) and matching long-tailed lists ImageNet_LT_{train,val,test}.txt.
+
+    \b
+    Example:
+      ltextract synth --out demo/manual --classes 20
+      ltextract build --manual-dir demo/manual --splits-dir demo/manual --out demo/out
+    """
+    from ltextract.synth import SynthSpec, make_manual_dir
+
+    result = make_manual_dir(out, SynthSpec(classes=classes, seed=seed))
+    click.echo(str(result.manual_dir))
+
+
+def main() -> None:
+    """Entry point: every failure becomes one `ltextract: error:` line and an exit code."""
+    try:
+        rv = cli.main(prog_name="ltextract", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("ltextract: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("ltextract: interrupted; finished files are kept, re-run to complete", err=True)
+        sys.exit(130)
+    except Terminated:
+        click.echo("ltextract: terminated; finished files are kept, re-run to complete", err=True)
+        sys.exit(143)
+    except LtError as e:
+        click.echo(f"ltextract: error: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"ltextract: error: {where}{e.strerror or e}", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,359 @@
+"""Copying: map list entries to member bytes, then write each file atomically and resumably.
+
+Every file is written to a temporary name in its final folder and renamed when complete,
+so a final path never holds partial data. A journal of finished files (path, size,
+mtime, sha256) lets a re-run after any interruption keep what is whole and redo the rest.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+from ltextract.base import LtError, TarError
+from ltextract.splits import SplitList
+from ltextract.tarindex import ArchiveIndex
+
+STATE_DIR = ".ltextract"
+TMP_SUFFIX = ".ltx-part"
+BATCH = 64
+BLOCK_SLACK = 4096  # per-file allowance for filesystem block rounding in the space check
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    split: str
+    rel: str  # "<split>/<wnid>/<file>", relative to OUT
+    wnid: str
+    label: int
+    tar: Path
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    rel: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+# --- planning (pure) --------------------------------------------------------------------
+
+def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[str, list[Job]]:
+    """Jobs per split in list order; `indexes` maps a list's top ("train"/"val") to its tar."""
+    wanted: dict[str, set[tuple[str, str]]] = {}
+    for sl in lists.values():
+        wanted.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
+    where = {top: locate(indexes[top], keys) for top, keys in wanted.items()}
+    jobs: dict[str, list[Job]] = {}
+    for split, sl in lists.items():
+        top = sl.entries[0].top
+        found = where[top]
+        missing = [e for e in sl.entries if (e.wnid, e.file) not in found]
+        if missing:
+            first = ", ".join(e.path for e in missing[:5])
+            raise LtError(f"{len(missing):,} image(s) named by {Path(sl.source).name} are missing from"
+                          f" {indexes[top].path.name}: {first}{' …' if len(missing) > 5 else ''}")
+        tar = indexes[top].path
+        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, tar,
+                           *found[(e.wnid, e.file)]) for e in sl.entries]
+    return jobs
+
+
+def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(wnid, file) -> (offset, size). Nested tars hold class tars named <wnid>.tar; a flat
+    tar (val) holds every file at top level, so its wnid comes from the list."""
+    by_file = {} if index.nested else {f: w for w, f in keys}
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    names = index.names.split(b"\n")
+    first = 0
+    for group in index.groups:
+        wnid = group.name[:-4] if index.nested else ""
+        for i in range(first, first + group.count):
+            name = names[i].decode("utf-8", "surrogateescape")
+            key = (wnid, name) if index.nested else (by_file.get(name, ""), name)
+            if key in keys:
+                found[key] = (index.offsets[i], index.sizes[i])  # the last copy wins, as in tar
+        first += group.count
+    return found
+
+
+# --- the output folder ------------------------------------------------------------------
+
+class OutLock:
+    """One build per OUT at a time: an flock on OUT/.ltextract/lock holding the owner's pid."""
+
+    def __init__(self, out: Path):
+        self.path = out / STATE_DIR / "lock"
+        self.fd = -1
+
+    def __enter__(self) -> "OutLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise LtError(f"another ltextract build (pid {holder}) is writing {self.path.parent.parent};"
+                          " wait for it to finish") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def prepare_out(out: Path) -> None:
+    """Fail before any work when OUT cannot hold the result."""
+    if out.is_symlink() and not out.is_dir():
+        raise LtError(f"output folder {out} is a dangling symlink")
+    if out.exists() and not out.is_dir():
+        raise LtError(f"output path {out} exists and is not a folder")
+    try:
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        probe = out / STATE_DIR / f"probe.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise LtError(f"cannot write to output folder {out}: {e.strerror}") from None
+
+
+def ensure_dir(path: Path) -> None:
+    """Create a folder we write into, refusing to write through a symlink planted in OUT."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.mkdir(path)
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise LtError(f"{path} is a symlink; ltextract never writes through links (remove it)")
+    if not stat.S_ISDIR(st.st_mode):
+        raise LtError(f"{path} exists and is not a folder")
+
+
+# --- journal ----------------------------------------------------------------------------
+
+def journal_path(out: Path, split: str) -> Path:
+    return out / STATE_DIR / f"{split}.journal"
+
+
+def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
+    """Finished files from earlier runs against the same tar; anything else is redone."""
+    try:
+        lines = journal_path(out, split).read_text("utf-8", "surrogateescape").splitlines()
+    except FileNotFoundError:
+        return {}
+    if not lines or lines[0] != identity:
+        return {}
+    done: dict[str, Done] = {}
+    for line in lines[1:]:
+        parts = line.split("\t")
+        if len(parts) == 4 and len(parts[3]) == 64 and parts[1].isdigit() and parts[2].isdigit():
+            done[parts[0]] = Done(parts[0], int(parts[1]), int(parts[2]), parts[3])
+    return done
+
+
+class Journal:
+    def __init__(self, out: Path, split: str, identity: str, keep: Iterable[Done]):
+        path = journal_path(out, split)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(identity + "\n")
+            f.writelines(_journal_line(d) for d in keep)
+        os.replace(tmp, path)
+        self.file = open(path, "a", encoding="utf-8", errors="surrogateescape")
+
+    def add(self, done: Done) -> None:
+        self.file.write(_journal_line(done))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _journal_line(d: Done) -> str:
+    return f"{d.rel}\t{d.size}\t{d.mtime_ns}\t{d.sha256}\n"
+
+
+def tar_identity(index: ArchiveIndex) -> str:
+    return f"{index.path.name} {index.size} {index.mtime_ns} {index.fingerprint}"
+
+
+# --- copying ----------------------------------------------------------------------------
+
+class Stopped(Exception):
+    """The build was asked to stop (signal); finished files stay and are journaled."""
+
+
+def pending(out: Path, jobs: list[Job], journal: dict[str, Done]) -> tuple[list[Done], list[Job]]:
+    """Split jobs into files already whole on disk (journaled, same size and mtime) and the rest.
+
+    Leftover temporary files of an interrupted run are removed on the way.
+    """
+    present: dict[str, os.stat_result] = {}
+    for folder in sorted({j.rel.rsplit("/", 1)[0] for j in jobs}):
+        try:
+            entries = list(os.scandir(out / folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.name.endswith(TMP_SUFFIX):
+                os.unlink(entry.path)
+            else:
+                present[f"{folder}/{entry.name}"] = entry.stat(follow_symlinks=False)
+    kept, todo = [], []
+    for job in jobs:
+        st, done = present.get(job.rel), journal.get(job.rel)
+        if st is not None and done is not None and stat.S_ISREG(st.st_mode) \
+                and st.st_size == done.size == job.size and st.st_mtime_ns == done.mtime_ns:
+            kept.append(done)
+        else:
+            todo.append(job)
+    return kept, todo
+
+
+def check_space(out: Path, todo: list[Job]) -> None:
+    need = sum(j.size for j in todo) + BLOCK_SLACK * len(todo)
+    free = shutil.disk_usage(out).free
+    if need > free:
+        raise LtError(f"not enough free space in {out}: {len(todo):,} files need {_gb(need)},"
+                      f" {_gb(free)} is free")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def copy_one(src_fd: int, out: Path, job: Job) -> Done:
+    data = os.pread(src_fd, job.size, job.offset)
+    if len(data) != job.size:
+        raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
+                       f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
+    digest = hashlib.sha256(data).hexdigest()
+    final = out / job.rel
+    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        mtime_ns = os.fstat(fd).st_mtime_ns
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, final)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    return Done(job.rel, job.size, mtime_ns, digest)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def copy_jobs(out: Path, todo: list[Job], workers: int,
+              progress: Callable[[int], None]) -> Iterator[Done]:
+    """Copy in offset order with a few reads in flight; yields each finished file."""
+    ordered = sorted(todo, key=lambda j: (str(j.tar), j.offset))
+    batches = [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
+    stop = threading.Event()
+    fds: dict[Path, int] = {}
+    for tar in {j.tar for j in todo}:
+        fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
+
+    def run(batch: list[Job]) -> list[Done]:
+        finished = []
+        for job in batch:
+            if stop.is_set():
+                break
+            finished.append(copy_one(fds[job.tar], out, job))
+        return finished
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-copy")
+    try:
+        for finished in pool.map(run, batches):
+            yield from finished
+            progress(sum(d.size for d in finished))
+    except OSError as e:
+        raise LtError(_write_error(out, e)) from None
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _write_error(out: Path, e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return f"disk full while writing {e.filename or out}; free some space and re-run to finish"
+    if e.errno == errno.ELOOP:
+        return f"{e.filename} is a symlink; ltextract never writes through links (remove it)"
+    return f"cannot write {e.filename or out}: {e.strerror}"
+
+
+# --- a whole build ----------------------------------------------------------------------
+
+@dataclass
+class SplitWork:
+    split: str
+    jobs: list[Job]
+    identity: str
+    kept: list[Done]
+    todo: list[Job]
+
+
+def prepare(out: Path, jobs: dict[str, list[Job]], indexes: dict[str, ArchiveIndex],
+            lists: dict[str, SplitList]) -> list[SplitWork]:
+    """What each split still needs, after folders are checked and stale files dropped."""
+    work = []
+    for split, split_jobs in jobs.items():
+        ensure_dir(out / split)
+        for wnid in sorted({j.wnid for j in split_jobs}):
+            ensure_dir(out / split / wnid)
+        identity = tar_identity(indexes[lists[split].entries[0].top])
+        journal = read_journal(out, split, identity)
+        kept, todo = pending(out, split_jobs, journal)
+        _drop_unlisted(out, journal, {j.rel for j in split_jobs})
+        work.append(SplitWork(split, split_jobs, identity, kept, todo))
+    check_space(out, [j for w in work for j in w.todo])
+    return work
+
+
+def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> None:
+    """Files an earlier build wrote for a different list; files we did not write are left."""
+    for rel, done in journal.items():
+        if rel not in listed:
+            try:
+                st = os.lstat(out / rel)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (done.size, done.mtime_ns):
+                os.unlink(out / rel)
+
+
+def run_split(out: Path, work: SplitWork, workers: int,
+              progress: Callable[[int], None]) -> dict[str, Done]:
+    done = {d.rel: d for d in work.kept}
+    journal = Journal(out, work.split, work.identity, work.kept)
+    try:
+        for d in copy_jobs(out, work.todo, workers, progress):
+            journal.add(d)
+            done[d.rel] = d
+    finally:
+        journal.close()
+    return done

@@ -1,0 +1,105 @@
+"""Records of a build: per-split CSV manifests, the lists rewritten relative to OUT, metadata.
+
+Written only after a split's files are complete, each through a temporary name, so a
+manifest at its final path always describes files that exist.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ltextract import __version__
+from ltextract.base import LtError, atomic_write
+
+COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
+METADATA = "ltextract.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    path: str  # relative to OUT, "/"-separated
+    label: int
+    wnid: str
+    size: int
+    sha256: str
+
+    @property
+    def file_name(self) -> str:
+        """The bare file name: TFDS's `file_name` feature, for joins with TFDS pipelines."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+def manifest_path(out: Path, split: str) -> Path:
+    return out / f"{split}.csv"
+
+
+def list_path(out: Path, split: str) -> Path:
+    return out / f"ImageNet_LT_{split}.txt"
+
+
+def render_manifest(rows: Iterable[Row]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows((r.path, r.label, r.wnid, r.size, r.sha256, r.file_name) for r in rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def render_list(rows: Iterable[Row]) -> bytes:
+    """The list relative to OUT: loaders doing os.path.join(root, path) work with root = OUT."""
+    return "".join(f"{r.path} {r.label}\n" for r in rows).encode("utf-8")
+
+
+def write_split(out: Path, split: str, rows: list[Row]) -> None:
+    atomic_write(manifest_path(out, split), render_manifest(rows))
+    atomic_write(list_path(out, split), render_list(rows))
+
+
+def read_manifest(out: Path, split: str) -> list[Row]:
+    path = manifest_path(out, split)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise LtError(f"{path} is missing: was the build of {split} finished?") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(header[:5]) != COLUMNS[:5]:
+        raise LtError(f"{path}:1: not an ltextract manifest (header {header})")
+    cols = {name: i for i, name in enumerate(header)}
+    rows = []
+    for n, rec in enumerate(reader, start=2):
+        try:
+            rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]],
+                            int(rec[cols["size"]]), rec[cols["sha256"]]))
+        except (IndexError, ValueError):
+            raise LtError(f"{path}:{n}: malformed manifest row") from None
+    return rows
+
+
+def read_metadata(out: Path) -> dict[str, Any]:
+    path = out / METADATA
+    try:
+        meta = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise LtError(f"{out} holds no ltextract build ({METADATA} is missing)") from None
+    except (ValueError, UnicodeDecodeError):
+        raise LtError(f"{path} is not valid JSON") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
+        raise LtError(f"{path} is not ltextract metadata")
+    return meta
+
+
+def update_metadata(out: Path, split: str, record: dict[str, Any]) -> None:
+    """Merge one split's record, keeping splits built by earlier runs into the same OUT."""
+    try:
+        meta = read_metadata(out)
+    except LtError:
+        meta = {"splits": {}}
+    meta["tool"] = "ltextract"
+    meta["version"] = __version__
+    meta["splits"][split] = record
+    atomic_write(out / METADATA, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())

@@ -1,0 +1,343 @@
+"""Where each member's bytes lie: a header-only scan of the tars, persisted in the cache.
+
+The train tar is an outer tar of class tars; members of a class tar are located by
+absolute offset in the outer file, so extraction never opens the nested tars at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import sys
+import zipfile
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Union
+
+from ltextract.base import OFFICIAL_SIZES, TarError, cache_dir
+from ltextract.tarheader import (
+    BLOCK, GNU_LONGNAME, PAX_LOCAL, ZERO_BLOCK, describe_non_tar, padded, parse_header,
+    parse_pax, pax_size, decode_name)
+
+FORMAT = "ltextract-index"
+VERSION = 1
+FINGERPRINT_BYTES = 4096
+Progress = Optional[Callable[[int], None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str  # normalised: leading "./" and a "<wnid>/" folder removed
+    offset: int  # absolute offset of the payload in the archive file
+    size: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """One tar of members: a class tar inside the train tar, or the flat val tar itself ("")."""
+    name: str
+    offset: int
+    size: int
+    count: int
+
+
+@dataclass
+class ArchiveIndex:
+    path: Path
+    size: int
+    mtime_ns: int
+    fingerprint: str
+    nested: bool
+    groups: list[Group]
+    names: bytes  # every member name followed by "\n", in group order
+    offsets: array
+    sizes: array
+    from_cache: bool = False
+
+    @property
+    def members(self) -> int:
+        return len(self.offsets)
+
+    def iter_groups(self) -> Iterator[tuple[Group, list[Member]]]:
+        """Members group by group; names are decoded one group at a time to keep memory flat."""
+        first = 0
+        name_pos = 0
+        for group in self.groups:
+            members = []
+            for i in range(first, first + group.count):
+                end = self.names.index(b"\n", name_pos)
+                members.append(Member(decode_name(self.names[name_pos:end]),
+                                      self.offsets[i], self.sizes[i]))
+                name_pos = end + 1
+            yield group, members
+            first += group.count
+
+
+# --- scanning -------------------------------------------------------------------------
+
+class _Reader:
+    """Random-access reads of 512-byte headers without readahead of the payloads between them."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size
+        self.map: Union[mmap.mmap, None] = None
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+        if self.size:
+            self.map = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
+            if hasattr(mmap, "MADV_RANDOM"):
+                self.map.madvise(mmap.MADV_RANDOM)
+
+    def read(self, offset: int, n: int) -> bytes:
+        if self.map is not None:
+            return self.map[offset:offset + n]
+        return os.pread(self.fd, n, offset)
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+        os.close(self.fd)
+
+
+def iter_members(read: Callable[[int, int], bytes], start: int, end: int,
+                 where: str) -> Iterator[tuple[str, int, int]]:
+    """(name, payload offset, size) of each regular file in the tar at [start, end).
+
+    GNU long names and PAX records apply to the member that follows them; directories,
+    links, devices and FIFOs are skipped without being followed.
+    """
+    pos = start
+    long_name: Optional[str] = None
+    pax: dict[str, str] = {}
+    while pos < end:
+        block = read(pos, BLOCK)
+        if len(block) < BLOCK or pos + BLOCK > end:
+            raise _Truncated(pos, pos + BLOCK, "header")
+        if block == ZERO_BLOCK:
+            return
+        try:
+            header = parse_header(block)
+        except TarError as e:
+            raise TarError(f"{where}: header at offset {pos:,}: {e}") from None
+        size = pax_size(pax, header.size) if not header.is_meta else header.size
+        data = pos + BLOCK
+        if data + size > end:
+            raise _Truncated(pos, data + size, header.name)
+        if header.typeflag == GNU_LONGNAME:
+            long_name = decode_name(read(data, size).split(b"\x00", 1)[0])
+        elif header.typeflag == PAX_LOCAL:
+            try:
+                pax = parse_pax(read(data, size))
+            except TarError as e:
+                raise TarError(f"{where}: header at offset {pos:,}: {e}") from None
+        elif header.is_meta:
+            pass  # global PAX records and long link names do not locate payloads
+        else:
+            if header.is_regular:
+                yield pax.get("path") or long_name or header.name, data, size
+            long_name, pax = None, {}
+        pos = data + padded(size)
+
+
+class _Truncated(Exception):
+    """A header or payload runs past the end of its tar; turned into a TarError with context."""
+
+    def __init__(self, header_at: int, needs: int, what: str):
+        super().__init__(header_at, needs, what)
+        self.header_at, self.needs, self.what = header_at, needs, what
+
+
+def normalise(name: str, wnid: str = "") -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    if wnid and name.startswith(wnid + "/"):
+        name = name[len(wnid) + 1:]
+    return name
+
+
+def truncation_message(path: Path, size: int, where: str, t: _Truncated) -> str:
+    hint = ""
+    official = OFFICIAL_SIZES.get(path.name)
+    if official and size != official:
+        hint = (f" (the official {path.name} is {official:,} bytes, this file {size:,}:"
+                " an incomplete download?)")
+    if t.needs > size:
+        return (f"{path} is truncated: {where}: {t.what} (header at offset {t.header_at:,})"
+                f" needs bytes up to {t.needs:,} but the file ends at {size:,}{hint}")
+    return (f"{where}: {t.what} (header at offset {t.header_at:,}) claims bytes up to"
+            f" {t.needs:,}, past the end of its tar: corrupt archive{hint}")
+
+
+def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
+    """Read only the header blocks of `path` (and of each class tar inside it when nested)."""
+    st = os.stat(path)
+    reader = _Reader(path)
+    try:
+        head = reader.read(0, BLOCK)
+        if len(head) < BLOCK or head == ZERO_BLOCK:
+            if not head.strip(b"\x00") and len(head) == BLOCK:
+                raise TarError(f"{path}: holds no members (an empty tar)")
+            raise TarError(f"{path} {describe_non_tar(head)}")
+        try:
+            parse_header(head)
+        except TarError:
+            raise TarError(f"{path} {describe_non_tar(head)}") from None
+        groups, names, offsets, sizes = _scan_groups(reader, path, nested, progress)
+        fingerprint = _fingerprint(reader)
+    finally:
+        reader.close()
+    return ArchiveIndex(path, st.st_size, st.st_mtime_ns, fingerprint, nested, groups,
+                        b"".join(names), offsets, sizes)
+
+
+def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
+    groups: list[Group] = []
+    names: list[bytes] = []
+    offsets, sizes = array("Q"), array("Q")
+
+    def add(group: str, wnid: str, start: int, end: int, where: str) -> None:
+        count = 0
+        for name, offset, size in iter_members(reader.read, start, end, where):
+            name = normalise(name, wnid)
+            if "\n" in name:
+                continue  # cannot be named by a list line either
+            names.append(name.encode("utf-8", "surrogateescape") + b"\n")
+            offsets.append(offset)
+            sizes.append(size)
+            count += 1
+        groups.append(Group(group, start, end - start, count))
+
+    where = str(path)
+    try:
+        if not nested:
+            add("", "", 0, reader.size, where)
+        else:
+            done = 0
+            for name, offset, size in iter_members(reader.read, 0, reader.size, where):
+                name = normalise(name)
+                if name.endswith(".tar") and "/" not in name:
+                    where = f"{path}: {name}"
+                    add(name, name[:-4], offset, offset + size, where)
+                    where = str(path)
+                if progress:
+                    progress(offset + size - done)
+                    done = offset + size
+    except _Truncated as t:
+        raise TarError(truncation_message(path, reader.size, where, t)) from None
+    return groups, names, offsets, sizes
+
+
+def _fingerprint(reader: _Reader) -> str:
+    """Cheap identity beyond size and mtime: hash of the first and last 4 KiB."""
+    h = hashlib.sha256()
+    h.update(reader.read(0, FINGERPRINT_BYTES))
+    h.update(reader.read(max(0, reader.size - FINGERPRINT_BYTES), FINGERPRINT_BYTES))
+    return h.hexdigest()[:32]
+
+
+# --- persistence ----------------------------------------------------------------------
+# A zip (readable by any zip tool; numpy.load reads the arrays) holding
+#   meta.json   format, version, the tar's path/size/mtime_ns/fingerprint, groups
+#   names.txt   member names, one per line, in group order
+#   offset.npy  uint64 little-endian payload offsets (NumPy .npy v1.0)
+#   size.npy    uint64 little-endian payload sizes
+
+def index_path(tar: Path) -> Path:
+    real = os.path.realpath(tar)
+    key = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return cache_dir() / "index" / f"{Path(real).name}.{key}.ltidx"
+
+
+def _npy(values: array) -> bytes:
+    header = "{'descr': '<u8', 'fortran_order': False, 'shape': (%d,), }" % len(values)
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    data = values if sys.byteorder == "little" else _swapped(values)
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data.tobytes()
+
+
+def _from_npy(blob: bytes) -> array:
+    if blob[:6] != b"\x93NUMPY":
+        raise ValueError("not an .npy array")
+    start = 10 + int.from_bytes(blob[8:10], "little")
+    values = array("Q")
+    values.frombytes(blob[start:])
+    return values if sys.byteorder == "little" else _swapped(values)
+
+
+def _swapped(values: array) -> array:
+    copy = array("Q", values)
+    copy.byteswap()
+    return copy
+
+
+def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
+    dest = dest or index_path(index.path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT, "version": VERSION,
+        "tar": {"path": os.path.realpath(index.path), "size": index.size,
+                "mtime_ns": index.mtime_ns, "fingerprint": index.fingerprint},
+        "nested": index.nested,
+        "groups": [[g.name, g.offset, g.size, g.count] for g in index.groups],
+    }
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            z.writestr("meta.json", json.dumps(meta))
+            z.writestr("names.txt", index.names)
+            z.writestr("offset.npy", _npy(index.offsets))
+            z.writestr("size.npy", _npy(index.sizes))
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
+    """The cached index of `tar` if it still describes that very file, else None."""
+    path = index_path(tar)
+    st = os.stat(tar)
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("meta.json"))
+            key = meta["tar"]
+            if (meta.get("format"), meta.get("version"), meta.get("nested")) != (FORMAT, VERSION, nested) \
+                    or (key["size"], key["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+                return None
+            reader = _Reader(tar)
+            try:
+                if key["fingerprint"] != _fingerprint(reader):
+                    return None
+            finally:
+                reader.close()
+            groups = [Group(n, o, s, c) for n, o, s, c in meta["groups"]]
+            index = ArchiveIndex(Path(tar), st.st_size, st.st_mtime_ns, key["fingerprint"], nested,
+                                 groups, z.read("names.txt"), _from_npy(z.read("offset.npy")),
+                                 _from_npy(z.read("size.npy")), from_cache=True)
+    except FileNotFoundError:
+        return None
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None  # a damaged cache entry is rebuilt, not trusted
+    if index.names.count(b"\n") != index.members or len(index.sizes) != index.members \
+            or sum(g.count for g in groups) != index.members:
+        return None
+    return index
+
+
+def load_or_scan(tar: Path, nested: bool, progress: Progress = None,
+                 refresh: bool = False) -> ArchiveIndex:
+    """The index of `tar`, from the cache when it still matches the file, else by scanning."""
+    if not refresh:
+        cached = load(tar, nested)
+        if cached is not None:
+            return cached
+    index = scan(tar, nested, progress)
+    try:
+        save(index)
+    except OSError as e:
+        raise TarError(f"cannot write the index cache {index_path(tar)}: {e.strerror}") from None
+    return index

@@ -1,0 +1,139 @@
+"""Checking an OUT: every manifest row against the disk, the lists and the published totals."""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ltextract.base import LtError, ListError, label_of
+from ltextract.manifest import Row, list_path, read_manifest, read_metadata
+from ltextract.splits import PINS, TOP, check_totals, parse_list
+
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    what: str
+
+
+@dataclass
+class Report:
+    splits: dict[str, dict] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict:
+        return {"ok": self.ok, "splits": self.splits,
+                "problems": [{"path": p.path, "problem": p.what} for p in self.problems]}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_file(out: Path, row: Row) -> Optional[Problem]:
+    path = out / row.path
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return Problem(row.path, "missing")
+    if not stat.S_ISREG(st.st_mode):
+        return Problem(row.path, "not a regular file")
+    if st.st_size != row.size:
+        return Problem(row.path, f"size {st.st_size:,} differs from the manifest's {row.size:,}")
+    if file_sha256(path) != row.sha256:
+        return Problem(row.path, "sha256 differs from the manifest (corrupt or modified)")
+    return None
+
+
+def check_rows(split: str, rows: list[Row]) -> list[Problem]:
+    """Each row's path, wnid and label agree with each other and appear once."""
+    labels = label_of()
+    problems = []
+    seen: set[str] = set()
+    for row in rows:
+        parts = row.path.split("/")
+        if len(parts) != 3 or parts[0] != split or parts[1] != row.wnid:
+            problems.append(Problem(row.path, f"path does not match {split}/{row.wnid}/<file>"))
+        if labels.get(row.wnid) != row.label:
+            problems.append(Problem(row.path, f"label {row.label} does not match {row.wnid}"))
+        if row.path in seen:
+            problems.append(Problem(row.path, "listed twice in the manifest"))
+        seen.add(row.path)
+    return problems
+
+
+def check_list(out: Path, split: str, rows: list[Row], meta: dict) -> list[Problem]:
+    """The rewritten list equals the manifest, and maps back to the very list the build used."""
+    path = list_path(out, split)
+    name = path.name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [Problem(name, "missing")]
+    listed = [tuple(line.rsplit(" ", 1)) for line in data.decode("utf-8", "replace").splitlines()]
+    if listed != [(r.path, str(r.label)) for r in rows]:
+        return [Problem(name, f"differs from {split}.csv")]
+    original = b"".join(f"{TOP[split]}/{r.path.split('/', 1)[1]} {r.label}\n".encode() for r in rows)
+    if hashlib.sha256(original).hexdigest() != meta.get("sha256"):
+        return [Problem(name, "does not match the list recorded for this build")]
+    if meta.get("published"):
+        try:
+            check_totals(PINS[split], parse_list(original, PINS[split].filename), name)
+        except ListError as e:
+            return [Problem(name, str(e))]
+    return []
+
+
+def strays(out: Path, split: str, rows: list[Row]) -> list[Problem]:
+    expected = {r.path for r in rows}
+    folders = {r.path.rsplit("/", 1)[0] for r in rows}
+    problems = []
+    for root, dirs, files in os.walk(out / split):
+        rel_root = Path(root).relative_to(out).as_posix()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
+            rel = f"{rel_root}/{name}"
+            if rel not in expected:
+                problems.append(Problem(rel, "stray file (not in the manifest)"))
+        for d in sorted(dirs):
+            if f"{rel_root}/{d}" not in folders and rel_root != split:
+                problems.append(Problem(f"{rel_root}/{d}", "stray folder"))
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+    return problems
+
+
+def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]] = None) -> Report:
+    meta = read_metadata(out)
+    report = Report()
+    for split, record in sorted(meta["splits"].items()):
+        if split not in PINS:
+            raise LtError(f"{out}: unknown split {split!r} in metadata")
+        rows = read_manifest(out, split)
+        problems = check_rows(split, rows)
+        problems += check_list(out, split, rows, record.get("list", {}))
+        problems += strays(out, split, rows)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for row, problem in zip(rows, pool.map(lambda r: check_file(out, r), rows, chunksize=64)):
+                if problem:
+                    problems.append(problem)
+                if progress:
+                    progress(row.size)
+        classes = Counter(r.wnid for r in rows)
+        report.splits[split] = {"files": len(rows), "bytes": sum(r.size for r in rows),
+                                "classes": len(classes), "problems": len(problems)}
+        report.problems += problems
+    return report

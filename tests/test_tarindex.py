@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ltextract import tarindex
+from ltextract.base import TarError
+from ltextract.synth import SynthSpec, make_manual_dir
+from ltextract.tarheader import BLOCK, CHKSUM
+from lt_util import reference_members
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTEXTRACT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def indexed(index: tarindex.ArchiveIndex) -> dict[tuple[str, str], tuple[int, int]]:
+    return {(g.name, m.name): (m.offset, m.size) for g, ms in index.iter_groups() for m in ms}
+
+
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
+@pytest.mark.parametrize("prefix", ["", "./", "wnid/"])
+def test_index_matches_tarfile(tmp_path, fmt, prefix):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=4, fmt=fmt, prefix=prefix,
+                                                    long_names=True, extras=True))
+    for tar, nested in ((syn.train_tar, True), (syn.val_tar, False)):
+        index = tarindex.scan(tar, nested)
+        assert indexed(index) == reference_members(tar, nested)
+    data = syn.train_tar.read_bytes()
+    index = tarindex.scan(syn.train_tar, True)
+    for group, members in index.iter_groups():
+        for m in members:
+            assert m.offset % BLOCK == 0 and m.offset + m.size <= len(data)
+    assert index.members == sum(g.count for g in index.groups)
+
+
+def test_long_name_records_are_applied(tmp_path):
+    for fmt in ("gnu", "pax"):
+        syn = make_manual_dir(tmp_path / fmt, SynthSpec(classes=2, fmt=fmt, long_names=True))
+        raw = syn.train_tar.read_bytes()
+        marker = b"L" if fmt == "gnu" else b"x"
+        assert any(raw[i + 156:i + 157] == marker for i in range(0, len(raw), BLOCK))
+        names = {m.name for _, ms in tarindex.scan(syn.train_tar, True).iter_groups() for m in ms}
+        listed = {line.split()[0].split("/")[-1] for line in syn.lists["train"].read_text().splitlines()}
+        assert listed <= names
+
+
+def test_skips_links_dirs_and_special(tmp_path):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2, extras=True))
+    index = tarindex.scan(syn.train_tar, True)
+    ref = reference_members(syn.train_tar, True)
+    assert set(indexed(index)) == set(ref)  # tarfile's isreg() excludes links, dirs, FIFOs
+
+
+def test_cache_roundtrip_and_invalidation(tmp_path):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    first = tarindex.load_or_scan(syn.train_tar, True)
+    assert not first.from_cache
+    second = tarindex.load_or_scan(syn.train_tar, True)
+    assert second.from_cache and indexed(second) == indexed(first)
+    # same size and mtime, different content: the fingerprint catches it
+    st = syn.train_tar.stat()
+    data = bytearray(syn.train_tar.read_bytes())
+    data[-1] ^= 0xFF
+    syn.train_tar.write_bytes(bytes(data))
+    os.utime(syn.train_tar, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not tarindex.load_or_scan(syn.train_tar, True).from_cache
+    # a damaged cache file is rebuilt, not trusted
+    tarindex.index_path(syn.train_tar).write_bytes(b"PK\x03\x04 garbage")
+    again = tarindex.load_or_scan(syn.train_tar, True)
+    assert not again.from_cache and indexed(again) == indexed(first)
+    # touching the tar invalidates too
+    os.utime(syn.train_tar, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert not tarindex.load_or_scan(syn.train_tar, True).from_cache
+
+
+def test_cache_lives_in_cache_dir_not_beside_tar(tmp_path):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2))
+    before = set(os.listdir(syn.manual_dir))
+    tarindex.load_or_scan(syn.val_tar, False)
+    assert set(os.listdir(syn.manual_dir)) == before
+    assert tarindex.index_path(syn.val_tar).is_relative_to(tmp_path / "cache")
+
+
+def truncated_copy(src: Path, dest: Path, size: int) -> Path:
+    with open(src, "rb") as f, open(dest, "wb") as g:
+        g.write(f.read(size))
+    return dest
+
+
+def test_truncated_train_tar_names_member_and_offset(tmp_path):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    index = tarindex.scan(syn.train_tar, True)
+    cut_inside_class = index.groups[1].offset + 700  # inside the second class tar
+    cut_in_outer_header = index.groups[2].offset - BLOCK + 100  # inside the third class tar's header
+    for cut in (cut_inside_class, cut_in_outer_header):
+        bad = truncated_copy(syn.train_tar, tmp_path / "ILSVRC2012_img_train.tar", cut)
+        with pytest.raises(TarError, match="truncated") as e:
+            tarindex.scan(bad, True)
+        assert "offset" in str(e.value) and "official" in str(e.value)
+
+
+def test_corrupt_nested_header_checksum(tmp_path):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    index = tarindex.scan(syn.train_tar, True)
+    group = index.groups[1]
+    data = bytearray(syn.train_tar.read_bytes())
+    data[group.offset + CHKSUM.start] ^= 0x01  # first header of the second class tar
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(TarError) as e:
+        tarindex.scan(bad, True)
+    msg = str(e.value)
+    assert group.name in msg and f"offset {group.offset:,}" in msg and "checksum" in msg
+
+
+@pytest.mark.parametrize("content,expect", [
+    (b"", "empty"),
+    (os.urandom(4096), "not a tar"),
+    (gzip.compress(b"x" * 2000), "gzip"),
+    (b"<!DOCTYPE html><html>quota exceeded</html>" * 20, "HTML"),
+])
+def test_not_a_tar(tmp_path, content, expect):
+    path = tmp_path / "ILSVRC2012_img_val.tar"
+    path.write_bytes(content)
+    with pytest.raises(TarError, match=expect):
+        tarindex.scan(path, False)
+
+
+def test_size_field_larger_than_archive(tmp_path):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2))
+    data = bytearray(syn.val_tar.read_bytes())
+    # rewrite the first member's size as 8 GiB and fix the checksum
+    data[124:136] = b"%011o\x00" % (8 << 30)
+    data[148:156] = b" " * 8
+    data[148:156] = b"%06o\x00 " % sum(data[:BLOCK])
+    bad = tmp_path / "ILSVRC2012_img_val.tar"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(TarError, match="truncated|past the end"):
+        tarindex.scan(bad, False)
+
+
+def test_flat_tar_of_empty_archive(tmp_path):
+    path = tmp_path / "empty.tar"
+    path.write_bytes(bytes(10240))
+    with pytest.raises(TarError, match="no members"):
+        tarindex.scan(path, False)
