@@ -150,3 +150,56 @@ def test_flat_tar_of_empty_archive(tmp_path):
     path.write_bytes(bytes(10240))
     with pytest.raises(TarError, match="no members"):
         tarindex.scan(path, False)
+
+
+def test_plain_members_take_the_fast_path(tmp_path, monkeypatch):
+    """The inlined path handles ordinary GNU/ustar members; parse_header sees only the odd ones."""
+    calls = []
+    real = tarindex.parse_header
+    monkeypatch.setattr(tarindex, "parse_header", lambda block: calls.append(1) or real(block))
+    for fmt in ("gnu", "ustar"):
+        syn = make_manual_dir(tmp_path / fmt, SynthSpec(classes=5, fmt=fmt))
+        calls.clear()
+        index = tarindex.scan(syn.train_tar, True)
+        assert index.members > 100 and len(calls) == 1  # scan() checks the first header itself
+
+
+def _slow_only(monkeypatch) -> None:
+    """No header matches the fast path's magic test, so every header goes through parse_header."""
+    monkeypatch.setattr(tarindex, "GNU_MAGIC", b"\xff" * 6)
+    monkeypatch.setattr(tarindex, "USTAR_MAGIC", b"\xff" * 6)
+
+
+def _outcome(path: Path, nested: bool):
+    try:
+        return indexed(tarindex.scan(path, nested))
+    except TarError as e:
+        return str(e)
+
+
+@pytest.mark.parametrize("fmt", ["ustar", "gnu"])
+def test_fast_path_agrees_with_parse_header_on_damaged_headers(tmp_path, fmt):
+    """Flip bytes in the fields the fast path reads; both paths must give the same index or error."""
+    import random
+
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2, fmt=fmt, train_max=6, long_names=True))
+    clean = syn.train_tar.read_bytes()
+    index = tarindex.scan(syn.train_tar, True)
+    headers = [int(o) - BLOCK for o in index.offsets]
+    rng = random.Random(fmt)
+    fields = [range(0, 100), range(124, 136), range(148, 156), [156], range(257, 265), [345]]
+    bad = tmp_path / "ILSVRC2012_img_train.tar"
+    for i in range(80):
+        data = bytearray(clean)
+        header = rng.choice(headers)
+        at = header + rng.choice(rng.choice(fields))
+        data[at] = rng.choice((0, 0x20, 0x30, 0x37, 0x80, rng.randrange(256), data[at] ^ 1))
+        if i % 2 and not 148 <= at - header < 156:  # re-sign the header: only the field is odd
+            data[header + 148:header + 156] = b" " * 8
+            data[header + 148:header + 156] = b"%06o\x00 " % sum(data[header:header + BLOCK])
+        bad.write_bytes(bytes(data))
+        fast = _outcome(bad, True)
+        with pytest.MonkeyPatch.context() as mp:
+            _slow_only(mp)
+            slow = _outcome(bad, True)
+        assert fast == slow, (at, data[at])

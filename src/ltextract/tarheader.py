@@ -38,8 +38,8 @@ SOLARIS_PAX = ord("X")
 META = frozenset((GNU_LONGNAME, GNU_LONGLINK, PAX_LOCAL, PAX_GLOBAL, SOLARIS_PAX))
 
 # The checksum counts its own field as eight spaces.
-_CHKSUM_FIELD_AS_SPACES = 8 * ord(" ")
-_ADLER_MOD = 65521
+CHKSUM_AS_SPACES = 8 * ord(" ")
+ADLER_MOD = 65521
 
 
 def padded(size: int) -> int:
@@ -88,15 +88,15 @@ def _checksum_ok(block: bytes) -> bool:
     except TarError:
         return False
     field_sum = sum(block[CHKSUM])
-    unsigned_mod = ((zlib.adler32(block) & 0xFFFF) - 1 - field_sum + _CHKSUM_FIELD_AS_SPACES)
-    if (stored - unsigned_mod) % _ADLER_MOD == 0:
+    unsigned_mod = ((zlib.adler32(block) & 0xFFFF) - 1 - field_sum + CHKSUM_AS_SPACES)
+    if (stored - unsigned_mod) % ADLER_MOD == 0:
         return True
     signed = sum(b - 256 if b > 127 else b for b in block)
     signed -= sum(b - 256 if b > 127 else b for b in block[CHKSUM])
-    return stored == signed + _CHKSUM_FIELD_AS_SPACES
+    return stored == signed + CHKSUM_AS_SPACES
 
 
-def _cstr(field: bytes) -> bytes:
+def cstr(field: bytes) -> bytes:
     return field.split(b"\x00", 1)[0]
 
 
@@ -104,9 +104,9 @@ def parse_header(block: bytes) -> Header:
     """Decode one non-zero header block; raise TarError when it is not a valid tar header."""
     if not _checksum_ok(block):
         raise TarError("bad header checksum (not a tar header, or corrupt)")
-    name = _cstr(block[NAME])
+    name = cstr(block[NAME])
     if block[MAGIC] == USTAR_MAGIC:
-        prefix = _cstr(block[PREFIX])
+        prefix = cstr(block[PREFIX])
         if prefix:
             name = prefix + b"/" + name
     return Header(decode_name(name), parse_number(block[SIZE]), block[TYPEFLAG])

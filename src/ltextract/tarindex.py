@@ -11,6 +11,7 @@ import mmap
 import os
 import sys
 import zipfile
+import zlib
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,14 @@ from typing import Callable, Iterator, Optional, Union
 
 from ltextract.base import OFFICIAL_SIZES, TarError, cache_dir
 from ltextract.tarheader import (
-    BLOCK, GNU_LONGNAME, PAX_LOCAL, ZERO_BLOCK, describe_non_tar, padded, parse_header,
-    parse_pax, pax_size, decode_name)
+    ADLER_MOD, BLOCK, CHKSUM_AS_SPACES, GNU_LONGNAME, GNU_MAGIC, PAX_LOCAL, USTAR_MAGIC, ZERO_BLOCK,
+    cstr, decode_name, describe_non_tar, padded, parse_header, parse_pax, pax_size)
 
 FORMAT = "ltextract-index"
 VERSION = 1
 FINGERPRINT_BYTES = 4096
 Progress = Optional[Callable[[int], None]]
+Buffer = Union[bytes, mmap.mmap]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,20 +104,38 @@ class _Reader:
         os.close(self.fd)
 
 
-def iter_members(read: Callable[[int, int], bytes], start: int, end: int,
-                 where: str) -> Iterator[tuple[str, int, int]]:
-    """(name, payload offset, size) of each regular file in the tar at [start, end).
+def iter_members(buf: Buffer, start: int, end: int, where: str) -> Iterator[tuple[bytes, int, int]]:
+    """(raw name, payload offset, size) of each regular file in the tar at buf[start:end].
 
     GNU long names and PAX records apply to the member that follows them; directories,
-    links, devices and FIFOs are skipped without being followed.
+    links, devices and FIFOs are skipped without being followed. Plain GNU/ustar regular
+    members (nearly all of ILSVRC) take an inlined fast path; anything it does not fully
+    understand falls through to `parse_header`, so both paths accept exactly the same input.
     """
     pos = start
-    long_name: Optional[str] = None
+    long_name: Optional[bytes] = None
     pax: dict[str, str] = {}
+    adler32 = zlib.adler32
     while pos < end:
-        block = read(pos, BLOCK)
+        block = buf[pos:pos + BLOCK]
         if len(block) < BLOCK or pos + BLOCK > end:
             raise _Truncated(pos, pos + BLOCK, "header")
+        if block[156] == 48 and long_name is None and not pax and (block.startswith(GNU_MAGIC, 257)
+                                                                   or block.startswith(USTAR_MAGIC, 257)
+                                                                   and not block[345]):
+            try:
+                size = int(block[124:136].rstrip(b"\x00 "), 8)
+            except ValueError:
+                size = -1
+            # (adler32 & 0xFFFF) - 1 is the byte sum mod 65521; see _checksum_base
+            base = _CHECKSUMS.get(block[148:156]) or _checksum_base(block[148:156])
+            if size >= 0 and base and (base - (adler32(block) & 0xFFFF)) % ADLER_MOD == 0:
+                data = pos + BLOCK
+                if data + size > end:
+                    raise _Truncated(pos, data + size, decode_name(cstr(block[:100])))
+                yield block[:100].partition(b"\x00")[0], data, size
+                pos = data + -(-size // BLOCK) * BLOCK
+                continue
         if block == ZERO_BLOCK:
             return
         try:
@@ -127,19 +147,40 @@ def iter_members(read: Callable[[int, int], bytes], start: int, end: int,
         if data + size > end:
             raise _Truncated(pos, data + size, header.name)
         if header.typeflag == GNU_LONGNAME:
-            long_name = decode_name(read(data, size).split(b"\x00", 1)[0])
+            long_name = cstr(buf[data:data + size])
         elif header.typeflag == PAX_LOCAL:
             try:
-                pax = parse_pax(read(data, size))
+                pax = parse_pax(buf[data:data + size])
             except TarError as e:
                 raise TarError(f"{where}: header at offset {pos:,}: {e}") from None
         elif header.is_meta:
             pass  # global PAX records and long link names do not locate payloads
         else:
             if header.is_regular:
-                yield pax.get("path") or long_name or header.name, data, size
+                name = pax.get("path")
+                raw = name.encode("utf-8", "surrogateescape") if name else long_name
+                yield raw or header.name.encode("utf-8", "surrogateescape"), data, size
             long_name, pax = None, {}
         pos = data + padded(size)
+
+
+_CHECKSUMS: dict[bytes, int] = {}
+
+
+def _checksum_base(field: bytes) -> int:
+    """For a checksum field: stored value + 1 + its byte sum - the field counted as spaces, or 0.
+
+    A header is valid when this minus (adler32 & 0xFFFF) is 0 mod 65521 (adler32's low half is
+    1 + the byte sum). Memoised: a tar's checksums take few distinct values.
+    """
+    try:
+        stored = int(field.rstrip(b"\x00 "), 8)
+    except ValueError:
+        return 0
+    base = stored + 1 + sum(field) - CHKSUM_AS_SPACES + ADLER_MOD  # kept > 0: 0 means invalid
+    if len(_CHECKSUMS) < 1 << 17:
+        _CHECKSUMS[field] = base
+    return base
 
 
 class _Truncated(Exception):
@@ -190,7 +231,7 @@ def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
     finally:
         reader.close()
     return ArchiveIndex(path, st.st_size, st.st_mtime_ns, fingerprint, nested, groups,
-                        b"".join(names), offsets, sizes)
+                        b"".join(n + b"\n" for n in names), offsets, sizes)
 
 
 def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
@@ -200,14 +241,18 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
 
     def add(group: str, wnid: str, start: int, end: int, where: str) -> None:
         count = 0
-        for name, offset, size in iter_members(reader.read, start, end, where):
-            name = normalise(name, wnid)
-            if "\n" in name:
-                continue  # cannot be named by a list line either
-            names.append(name.encode("utf-8", "surrogateescape") + b"\n")
+        folder = wnid.encode() + b"/" if wnid else b""
+        for name, offset, size in iter_members(reader.map, start, end, where):
+            while name.startswith(b"./"):
+                name = name[2:]
+            if folder and name.startswith(folder):
+                name = name[len(folder):]
+            names.append(name)
             offsets.append(offset)
             sizes.append(size)
             count += 1
+        if b"\n" in b"\x00".join(names[len(names) - count:]):  # names hold no NUL: one check
+            count -= _drop_newlines(names, offsets, sizes, count)
         groups.append(Group(group, start, end - start, count))
 
     where = str(path)
@@ -216,8 +261,8 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
             add("", "", 0, reader.size, where)
         else:
             done = 0
-            for name, offset, size in iter_members(reader.read, 0, reader.size, where):
-                name = normalise(name)
+            for raw, offset, size in iter_members(reader.map, 0, reader.size, where):
+                name = normalise(decode_name(raw))
                 if name.endswith(".tar") and "/" not in name:
                     where = f"{path}: {name}"
                     add(name, name[:-4], offset, offset + size, where)
@@ -228,6 +273,16 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
     except _Truncated as t:
         raise TarError(truncation_message(path, reader.size, where, t)) from None
     return groups, names, offsets, sizes
+
+
+def _drop_newlines(names: list[bytes], offsets: array, sizes: array, count: int) -> int:
+    """Drop the last `count` members' names holding a newline: no list line can name them."""
+    first = len(names) - count
+    keep = [i for i in range(first, len(names)) if b"\n" not in names[i]]
+    names[first:] = [names[i] for i in keep]
+    offsets[first:] = array("Q", (offsets[i] for i in keep))
+    sizes[first:] = array("Q", (sizes[i] for i in keep))
+    return count - len(keep)
 
 
 def _fingerprint(reader: _Reader) -> str:
