@@ -104,8 +104,10 @@ class _Reader:
         os.close(self.fd)
 
 
-def iter_members(buf: Buffer, start: int, end: int, where: str) -> Iterator[tuple[bytes, int, int]]:
-    """(raw name, payload offset, size) of each regular file in the tar at buf[start:end].
+def iter_members(buf: Buffer, start: int, end: int, where: str,
+                 folder: bytes = b"") -> Iterator[tuple[bytes, int, int]]:
+    """(name, payload offset, size) of each regular file in the tar at buf[start:end]; names are
+    raw bytes without leading "./" and without `folder` (the class folder, b"<wnid>/").
 
     GNU long names and PAX records apply to the member that follows them; directories,
     links, devices and FIFOs are skipped without being followed. Plain GNU/ustar regular
@@ -119,7 +121,7 @@ def iter_members(buf: Buffer, start: int, end: int, where: str) -> Iterator[tupl
     while pos < end:
         block = buf[pos:pos + BLOCK]
         if len(block) < BLOCK or pos + BLOCK > end:
-            raise _Truncated(pos, pos + BLOCK, "header")
+            raise _Truncated(where, pos, pos + BLOCK, "header")
         if block[156] == 48 and long_name is None and not pax and (block.startswith(GNU_MAGIC, 257)
                                                                    or block.startswith(USTAR_MAGIC, 257)
                                                                    and not block[345]):
@@ -132,8 +134,11 @@ def iter_members(buf: Buffer, start: int, end: int, where: str) -> Iterator[tupl
             if size >= 0 and base and (base - (adler32(block) & 0xFFFF)) % ADLER_MOD == 0:
                 data = pos + BLOCK
                 if data + size > end:
-                    raise _Truncated(pos, data + size, decode_name(cstr(block[:100])))
-                yield block[:100].partition(b"\x00")[0], data, size
+                    raise _Truncated(where, pos, data + size, decode_name(cstr(block[:100])))
+                name = block[:100].partition(b"\x00")[0]
+                if name[:1] == b"." or folder and name.startswith(folder):
+                    name = strip(name, folder)
+                yield name, data, size
                 pos = data + -(-size // BLOCK) * BLOCK
                 continue
         if block == ZERO_BLOCK:
@@ -145,7 +150,7 @@ def iter_members(buf: Buffer, start: int, end: int, where: str) -> Iterator[tupl
         size = pax_size(pax, header.size) if not header.is_meta else header.size
         data = pos + BLOCK
         if data + size > end:
-            raise _Truncated(pos, data + size, header.name)
+            raise _Truncated(where, pos, data + size, header.name)
         if header.typeflag == GNU_LONGNAME:
             long_name = cstr(buf[data:data + size])
         elif header.typeflag == PAX_LOCAL:
@@ -159,7 +164,7 @@ def iter_members(buf: Buffer, start: int, end: int, where: str) -> Iterator[tupl
             if header.is_regular:
                 name = pax.get("path")
                 raw = name.encode("utf-8", "surrogateescape") if name else long_name
-                yield raw or header.name.encode("utf-8", "surrogateescape"), data, size
+                yield strip(raw or header.name.encode("utf-8", "surrogateescape"), folder), data, size
             long_name, pax = None, {}
         pos = data + padded(size)
 
@@ -186,9 +191,9 @@ def _checksum_base(field: bytes) -> int:
 class _Truncated(Exception):
     """A header or payload runs past the end of its tar; turned into a TarError with context."""
 
-    def __init__(self, header_at: int, needs: int, what: str):
-        super().__init__(header_at, needs, what)
-        self.header_at, self.needs, self.what = header_at, needs, what
+    def __init__(self, where: str, header_at: int, needs: int, what: str):
+        super().__init__(where, header_at, needs, what)
+        self.where, self.header_at, self.needs, self.what = where, header_at, needs, what
 
 
 def normalise(name: str, wnid: str = "") -> str:
@@ -199,7 +204,8 @@ def normalise(name: str, wnid: str = "") -> str:
     return name
 
 
-def truncation_message(path: Path, size: int, where: str, t: _Truncated) -> str:
+def truncation_message(path: Path, size: int, t: _Truncated) -> str:
+    where = t.where
     hint = ""
     official = OFFICIAL_SIZES.get(path.name)
     if official and size != official:
@@ -238,41 +244,48 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
     groups: list[Group] = []
     names: list[bytes] = []
     offsets, sizes = array("Q"), array("Q")
-
-    def add(group: str, wnid: str, start: int, end: int, where: str) -> None:
-        count = 0
-        folder = wnid.encode() + b"/" if wnid else b""
-        for name, offset, size in iter_members(reader.map, start, end, where):
-            while name.startswith(b"./"):
-                name = name[2:]
-            if folder and name.startswith(folder):
-                name = name[len(folder):]
-            names.append(name)
-            offsets.append(offset)
-            sizes.append(size)
-            count += 1
-        if b"\n" in b"\x00".join(names[len(names) - count:]):  # names hold no NUL: one check
-            count -= _drop_newlines(names, offsets, sizes, count)
-        groups.append(Group(group, start, end - start, count))
-
-    where = str(path)
+    done = 0
     try:
-        if not nested:
-            add("", "", 0, reader.size, where)
-        else:
-            done = 0
-            for raw, offset, size in iter_members(reader.map, 0, reader.size, where):
-                name = normalise(decode_name(raw))
-                if name.endswith(".tar") and "/" not in name:
-                    where = f"{path}: {name}"
-                    add(name, name[:-4], offset, offset + size, where)
-                    where = str(path)
-                if progress:
-                    progress(offset + size - done)
-                    done = offset + size
+        for group, start, end, members in iter_groups(reader.map, reader.size, nested, str(path)):
+            count = 0
+            for name, offset, size in members:
+                names.append(name)
+                offsets.append(offset)
+                sizes.append(size)
+                count += 1
+            if b"\n" in b"\x00".join(names[len(names) - count:]):  # names hold no NUL: one check
+                count -= _drop_newlines(names, offsets, sizes, count)
+            groups.append(Group(group, start, end - start, count))
+            if progress:
+                progress(end - done)
+                done = end
     except _Truncated as t:
-        raise TarError(truncation_message(path, reader.size, where, t)) from None
+        raise TarError(truncation_message(path, reader.size, t)) from None
     return groups, names, offsets, sizes
+
+
+GroupMembers = tuple[str, int, int, Iterator[tuple[bytes, int, int]]]
+
+
+def iter_groups(buf: Buffer, size: int, nested: bool, where: str) -> Iterator[GroupMembers]:
+    """(group name, start, end, its members) of a flat tar ("") or of each class tar in a nested
+    one. Names are raw and normalised; consume each group's members before the next group,
+    which lets `buf` be a forward-only stream."""
+    if not nested:
+        yield "", 0, size, iter_members(buf, 0, size, where)
+        return
+    for raw, offset, length in iter_members(buf, 0, size, where):
+        name = normalise(decode_name(raw))
+        if name.endswith(".tar") and "/" not in name:
+            yield name, offset, offset + length, iter_members(buf, offset, offset + length,
+                                                             f"{where}: {name}", name[:-4].encode() + b"/")
+
+
+def strip(name: bytes, folder: bytes) -> bytes:
+    """`normalise` for raw names: leading "./" and then `folder` removed."""
+    while name.startswith(b"./"):
+        name = name[2:]
+    return name[len(folder):] if folder and name.startswith(folder) else name
 
 
 def _drop_newlines(names: list[bytes], offsets: array, sizes: array, count: int) -> int:
