@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 import click
 from tqdm import tqdm
 
-from ltextract import __version__, extract, manifest, tarindex
+from ltextract import __version__, extract, manifest, stream, tarindex
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
 from ltextract.splits import SPLITS, TOP, check_split, load_lists
@@ -54,11 +54,11 @@ def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
     return path
 
 
-def find_tar(manual_dir: Path, name: str) -> Path:
+def find_tar(manual_dir: Path, name: str, regular: bool = True) -> Path:
     path = manual_dir / name
     if not path.exists():
         raise TarError(f"{name} not found in {manual_dir}")
-    if not path.is_file():
+    if path.is_dir() or regular and not path.is_file():
         raise TarError(f"{path} is not a regular file")
     if not os.access(path, os.R_OK):
         raise TarError(f"{path} is not readable")
@@ -93,6 +93,36 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
     return urls
 
 
+def tar_option(top: str):
+    return click.option(f"--{top}-tar", f"{top}_tar", metavar="PATH|-",
+                        help=f"The {top} tar [default: MANUAL_DIR/{TARS[top]}]; - reads it from stdin"
+                             " (stream strategy).")
+
+
+def resolve_tars(manual_dir: Optional[Path], explicit: dict[str, Optional[str]],
+                 tops: list[str]) -> dict[str, Optional[Path]]:
+    """Each needed tar's path; None stands for stdin."""
+    if sum(explicit.get(top) == "-" for top in tops) > 1:
+        raise click.UsageError("only one of --train-tar and --val-tar can be - (stdin)")
+    tars: dict[str, Optional[Path]] = {}
+    for top in tops:
+        given = explicit.get(top)
+        if given == "-":
+            tars[top] = None
+        elif given:
+            tars[top] = find_tar(Path(given).parent, Path(given).name, regular=False)
+        else:
+            tars[top] = find_tar(resolve_manual_dir(manual_dir), TARS[top])
+    return tars
+
+
+def choose_strategy(strategy: str, tar: Optional[Path]) -> str:
+    streamed = tar is None or not tar.is_file()
+    if strategy == "seek" and streamed:
+        raise click.UsageError(f"{tar or '-'} cannot seek (stdin or a pipe): use --strategy stream or auto")
+    return stream.choose(tar) if strategy == "auto" and not streamed else "stream" if streamed else strategy
+
+
 @cli.command()
 @manual_dir_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
@@ -102,49 +132,95 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
               help="Read ImageNet_LT_<split>.txt from this folder instead of downloading.")
 @click.option("--split-url", "split_urls", multiple=True, metavar="NAME=URL",
               help="Fetch one split's list from URL (repeatable).")
+@tar_option("train")
+@tar_option("val")
+@click.option("--strategy", type=click.Choice(["auto", "seek", "stream"]), default="auto",
+              show_default=True, help="seek: read only the needed bytes (index, then sorted reads);"
+              " stream: one sequential pass (spinning disks, network filesystems, pipes);"
+              " auto: from the device and filesystem of each tar.")
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Reads and writes in flight.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and warnings on stderr.")
 def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
-          split_urls: tuple[str, ...], workers: int, as_json: bool, quiet: bool) -> None:
+          split_urls: tuple[str, ...], train_tar: Optional[str], val_tar: Optional[str], strategy: str,
+          workers: int, as_json: bool, quiet: bool) -> None:
     """Build OUT/<split>/<wnid>/<file> with CSV manifests; resumable, atomic per file.
 
     \b
     Example:
       ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
+      ssh nas cat /data/ILSVRC2012_img_train.tar | ltextract build --train-tar - --split train ...
     """
     chosen = tuple(dict.fromkeys(splits)) or SPLITS
     urls = parse_split_urls(split_urls)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    manual = resolve_manual_dir(manual_dir)
-    tars = {top: find_tar(manual, TARS[top]) for top in sorted({TOP[s] for s in chosen})}
+    tops = sorted({TOP[s] for s in chosen})
+    tars = resolve_tars(manual_dir, {"train": train_tar, "val": val_tar}, tops)
+    how = {top: choose_strategy(strategy, tar) for top, tar in tars.items()}
     extract.prepare_out(out)
     with extract.OutLock(out):
         lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
-        indexes = {top: load_index(tar, top, quiet) for top, tar in tars.items()}
-        work = extract.prepare(out, extract.plan(lists, indexes), indexes, lists)
-        summary: dict[str, Any] = {"out": str(out), "splits": {}}
-        for w in work:
-            started = time.monotonic()
-            with bar(f"{w.split}", sum(j.size for j in w.todo), quiet) as b:
-                done = extract.run_split(out, w, workers, b.update)
-            rows = [Row(j.rel, j.label, j.wnid, j.size, done[j.rel].sha256) for j in w.jobs]
-            sl = lists[w.split]
-            record = {"files": len(rows), "bytes": sum(r.size for r in rows),
-                      "copied": len(w.todo), "kept": len(w.kept),
-                      "seconds": round(time.monotonic() - started, 3),
-                      "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
-            manifest.write_split(out, w.split, rows)
-            manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")})
-            summary["splits"][w.split] = record
-            say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
-                f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
-                quiet)
+        indexes = {top: load_index(tar, top, quiet) for top, tar in tars.items() if how[top] == "seek"}
+        for top, tar in tars.items():  # a stream uses an index only when it is already cached
+            cached = tarindex.load(tar, top == "train") if how[top] == "stream" and tar else None
+            if cached is not None:
+                indexes[top] = cached
+        indexed = {s: sl for s, sl in lists.items() if TOP[s] in indexes}
+        jobs = extract.plan(indexed, indexes) if indexed else {}
+        identities = {s: extract.tar_identity(indexes[TOP[s]]) for s in indexed}
+        for split in lists.keys() - indexed.keys():
+            tar = tars[TOP[split]]
+            jobs[split] = extract.plan_unindexed(split, lists[split], tar or Path("-"))
+            identities[split] = extract.file_identity(tar)
+        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities)
+        records = {}
+        for top, tar in tars.items():
+            records.update(copy_source(out, top, tar, how[top], [w for w in work if TOP[w.split] == top],
+                                       lists, workers, quiet))
+        summary: dict[str, Any] = {"out": str(out), "strategy": how,
+                                   "splits": {s: records[s] for s in lists}}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+
+
+def copy_source(out: Path, top: str, tar: Optional[Path], how: str, works: list[extract.SplitWork],
+                lists: dict, workers: int, quiet: bool) -> dict[str, dict[str, Any]]:
+    """Copy every split served by one tar (one pass for train and val when streaming), then
+    write those splits' manifests."""
+    started = time.monotonic()
+    todo = [j for w in works for j in w.todo]
+    sizes = [j.size for j in todo]
+    with bar(f"{' + '.join(w.split for w in works)} ({how})",
+             sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
+        if how == "seek":
+            done = extract.record(out, works, extract.copy_jobs(out, todo, workers, b.update))
+        elif not todo:
+            done = extract.record(out, works, ())
+        else:
+            with stream.open_source(tar) as f:
+                label = str(tar) if tar else f"{TARS[top]} from stdin"
+                size = tar.stat().st_size if tar and tar.is_file() else None
+                done = extract.record(out, works, extract.stream_jobs(
+                    out, f, label, top == "train", todo, workers, b.update, size))
+    records = {}
+    for w in works:
+        rows = [Row(j.rel, j.label, j.wnid, done[w.split][j.rel].size, done[w.split][j.rel].sha256)
+                for j in w.jobs]
+        sl = lists[w.split]
+        record = {"files": len(rows), "bytes": sum(r.size for r in rows),
+                  "copied": len(w.todo), "kept": len(w.kept),
+                  "seconds": round(time.monotonic() - started, 3),
+                  "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
+        manifest.write_split(out, w.split, rows)
+        manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")})
+        records[w.split] = record
+        say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
+            f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
+            quiet)
+    return records
 
 
 @cli.command()

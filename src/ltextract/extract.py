@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 
+from ltextract import stream
 from ltextract.base import LtError, TarError
 from ltextract.splits import SplitList
-from ltextract.tarindex import ArchiveIndex
+from ltextract.tarindex import ArchiveIndex, fingerprint
 
 STATE_DIR = ".ltextract"
 TMP_SUFFIX = ".ltx-part"
@@ -68,6 +71,11 @@ def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[
         jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, tar,
                            *found[(e.wnid, e.file)]) for e in sl.entries]
     return jobs
+
+
+def plan_unindexed(split: str, sl: SplitList, tar: Path) -> list[Job]:
+    """Jobs for a tar read without an index (a stream): where and how big is found on the way."""
+    return [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, tar, -1, -1) for e in sl.entries]
 
 
 def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
@@ -189,6 +197,14 @@ def tar_identity(index: ArchiveIndex) -> str:
     return f"{index.path.name} {index.size} {index.mtime_ns} {index.fingerprint}"
 
 
+def file_identity(path: Optional[Path]) -> str:
+    """`tar_identity` without an index; a pipe has none, so its journals are never trusted."""
+    if path is None or not path.is_file():
+        return f"- {time.time_ns()}"
+    st = os.stat(path)
+    return f"{path.name} {st.st_size} {st.st_mtime_ns} {fingerprint(path)}"
+
+
 # --- copying ----------------------------------------------------------------------------
 
 class Stopped(Exception):
@@ -215,7 +231,8 @@ def pending(out: Path, jobs: list[Job], journal: dict[str, Done]) -> tuple[list[
     for job in jobs:
         st, done = present.get(job.rel), journal.get(job.rel)
         if st is not None and done is not None and stat.S_ISREG(st.st_mode) \
-                and st.st_size == done.size == job.size and st.st_mtime_ns == done.mtime_ns:
+                and st.st_size == done.size and job.size in (done.size, -1) \
+                and st.st_mtime_ns == done.mtime_ns:
             kept.append(done)
         else:
             todo.append(job)
@@ -223,7 +240,7 @@ def pending(out: Path, jobs: list[Job], journal: dict[str, Done]) -> tuple[list[
 
 
 def check_space(out: Path, todo: list[Job]) -> None:
-    need = sum(j.size for j in todo) + BLOCK_SLACK * len(todo)
+    need = sum(j.size for j in todo if j.size > 0) + BLOCK_SLACK * len(todo)  # -1: not known yet
     free = shutil.disk_usage(out).free
     if need > free:
         raise LtError(f"not enough free space in {out}: {len(todo):,} files need {_gb(need)},"
@@ -239,6 +256,11 @@ def copy_one(src_fd: int, out: Path, job: Job) -> Done:
     if len(data) != job.size:
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
+    return write_file(out, job, data)
+
+
+def write_file(out: Path, job: Job, data: bytes) -> Done:
+    """Hash `data` and write it to OUT/job.rel through a temporary name."""
     digest = hashlib.sha256(data).hexdigest()
     final = out / job.rel
     tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
@@ -256,7 +278,7 @@ def copy_one(src_fd: int, out: Path, job: Job) -> Done:
             os.close(fd)
         _unlink_quietly(tmp)
         raise
-    return Done(job.rel, job.size, mtime_ns, digest)
+    return Done(job.rel, len(data), mtime_ns, digest)
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -275,6 +297,8 @@ def copy_jobs(out: Path, todo: list[Job], workers: int,
     fds: dict[Path, int] = {}
     for tar in {j.tar for j in todo}:
         fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
+        if hasattr(os, "posix_fadvise"):  # read what is asked, not the neighbours too
+            os.posix_fadvise(fds[tar], 0, 0, os.POSIX_FADV_RANDOM)
 
     def run(batch: list[Job]) -> list[Done]:
         finished = []
@@ -298,6 +322,18 @@ def copy_jobs(out: Path, todo: list[Job], workers: int,
             os.close(fd)
 
 
+def stream_jobs(out: Path, f: BinaryIO, label: str, nested: bool, todo: list[Job], workers: int,
+                progress: Callable[[int], None], size: Optional[int] = None) -> Iterator[Done]:
+    """Copy `todo` in one sequential pass over the tar `f` (the stream strategy)."""
+    try:
+        for d in stream.stream_copy(f, label, nested, wanted(todo, nested),
+                                     functools.partial(write_file, out), workers, size):
+            yield d
+            progress(d.size)
+    except OSError as e:
+        raise LtError(_write_error(out, e)) from None
+
+
 def _write_error(out: Path, e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return f"disk full while writing {e.filename or out}; free some space and re-run to finish"
@@ -317,19 +353,18 @@ class SplitWork:
     todo: list[Job]
 
 
-def prepare(out: Path, jobs: dict[str, list[Job]], indexes: dict[str, ArchiveIndex],
-            lists: dict[str, SplitList]) -> list[SplitWork]:
-    """What each split still needs, after folders are checked and stale files dropped."""
+def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str]) -> list[SplitWork]:
+    """What each split still needs, after folders are checked and stale files dropped.
+    `identities`: per split, the identity of its tar (journals of another tar are not trusted)."""
     work = []
     for split, split_jobs in jobs.items():
         ensure_dir(out / split)
         for wnid in sorted({j.wnid for j in split_jobs}):
             ensure_dir(out / split / wnid)
-        identity = tar_identity(indexes[lists[split].entries[0].top])
-        journal = read_journal(out, split, identity)
+        journal = read_journal(out, split, identities[split])
         kept, todo = pending(out, split_jobs, journal)
         _drop_unlisted(out, journal, {j.rel for j in split_jobs})
-        work.append(SplitWork(split, split_jobs, identity, kept, todo))
+        work.append(SplitWork(split, split_jobs, identities[split], kept, todo))
     check_space(out, [j for w in work for j in w.todo])
     return work
 
@@ -346,14 +381,33 @@ def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> Non
                 os.unlink(out / rel)
 
 
-def run_split(out: Path, work: SplitWork, workers: int,
-              progress: Callable[[int], None]) -> dict[str, Done]:
-    done = {d.rel: d for d in work.kept}
-    journal = Journal(out, work.split, work.identity, work.kept)
+def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[str, dict[str, Done]]:
+    """Journal each copied file under its split; every listed file must be done at the end."""
+    done = {w.split: {d.rel: d for d in w.kept} for w in works}
+    journals: dict[str, Journal] = {}
     try:
-        for d in copy_jobs(out, work.todo, workers, progress):
-            journal.add(d)
-            done[d.rel] = d
+        for w in works:
+            journals[w.split] = Journal(out, w.split, w.identity, w.kept)
+        for d in copied:
+            split = d.rel.split("/", 1)[0]
+            journals[split].add(d)
+            done[split][d.rel] = d
     finally:
-        journal.close()
+        for journal in journals.values():
+            journal.close()
+    for w in works:
+        missing = [j.rel.split("/", 1)[1] for j in w.jobs if j.rel not in done[w.split]]
+        if missing:
+            first = ", ".join(missing[:5])
+            raise LtError(f"{len(missing):,} image(s) of the {w.split} list are missing from"
+                          f" {w.jobs[0].tar.name}: {first}{' …' if len(missing) > 5 else ''}")
     return done
+
+
+def wanted(jobs: Iterable[Job], nested: bool) -> dict[str, dict[bytes, list[Job]]]:
+    """Jobs keyed as a stream meets members: by group ("<wnid>.tar", or "" in a flat tar) and name."""
+    by_group: dict[str, dict[bytes, list[Job]]] = {}
+    for job in jobs:
+        name = job.rel.split("/", 2)[2].encode("utf-8", "surrogateescape")
+        by_group.setdefault(f"{job.wnid}.tar" if nested else "", {}).setdefault(name, []).append(job)
+    return by_group

@@ -27,6 +27,7 @@ VERSION = 1
 FINGERPRINT_BYTES = 4096
 Progress = Optional[Callable[[int], None]]
 Buffer = Union[bytes, mmap.mmap]
+OPEN_END = 1 << 62  # the end of a stream of unknown length: end of input ends the walk there
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,9 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
     while pos < end:
         block = buf[pos:pos + BLOCK]
         if len(block) < BLOCK or pos + BLOCK > end:
-            raise _Truncated(where, pos, pos + BLOCK, "header")
+            if not block and end == OPEN_END:
+                return  # a stream that ends without end-of-archive blocks, as tar(1) accepts
+            raise Truncated(where, pos, pos + BLOCK, "header")
         if block[156] == 48 and long_name is None and not pax and (block.startswith(GNU_MAGIC, 257)
                                                                    or block.startswith(USTAR_MAGIC, 257)
                                                                    and not block[345]):
@@ -134,7 +137,7 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
             if size >= 0 and base and (base - (adler32(block) & 0xFFFF)) % ADLER_MOD == 0:
                 data = pos + BLOCK
                 if data + size > end:
-                    raise _Truncated(where, pos, data + size, decode_name(cstr(block[:100])))
+                    raise Truncated(where, pos, data + size, decode_name(cstr(block[:100])))
                 name = block[:100].partition(b"\x00")[0]
                 if name[:1] == b"." or folder and name.startswith(folder):
                     name = strip(name, folder)
@@ -150,7 +153,7 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
         size = pax_size(pax, header.size) if not header.is_meta else header.size
         data = pos + BLOCK
         if data + size > end:
-            raise _Truncated(where, pos, data + size, header.name)
+            raise Truncated(where, pos, data + size, header.name)
         if header.typeflag == GNU_LONGNAME:
             long_name = cstr(buf[data:data + size])
         elif header.typeflag == PAX_LOCAL:
@@ -188,7 +191,7 @@ def _checksum_base(field: bytes) -> int:
     return base
 
 
-class _Truncated(Exception):
+class Truncated(Exception):
     """A header or payload runs past the end of its tar; turned into a TarError with context."""
 
     def __init__(self, where: str, header_at: int, needs: int, what: str):
@@ -204,7 +207,7 @@ def normalise(name: str, wnid: str = "") -> str:
     return name
 
 
-def truncation_message(path: Path, size: int, t: _Truncated) -> str:
+def truncation_message(path: Path, size: int, t: Truncated) -> str:
     where = t.where
     hint = ""
     official = OFFICIAL_SIZES.get(path.name)
@@ -223,21 +226,25 @@ def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
     st = os.stat(path)
     reader = _Reader(path)
     try:
-        head = reader.read(0, BLOCK)
-        if len(head) < BLOCK or head == ZERO_BLOCK:
-            if not head.strip(b"\x00") and len(head) == BLOCK:
-                raise TarError(f"{path}: holds no members (an empty tar)")
-            raise TarError(f"{path} {describe_non_tar(head)}")
-        try:
-            parse_header(head)
-        except TarError:
-            raise TarError(f"{path} {describe_non_tar(head)}") from None
+        check_head(str(path), reader.read(0, BLOCK))
         groups, names, offsets, sizes = _scan_groups(reader, path, nested, progress)
         fingerprint = _fingerprint(reader)
     finally:
         reader.close()
     return ArchiveIndex(path, st.st_size, st.st_mtime_ns, fingerprint, nested, groups,
                         b"".join(n + b"\n" for n in names), offsets, sizes)
+
+
+def check_head(label: str, head: bytes) -> None:
+    """Fail with a useful message when the first block is not a tar header."""
+    if len(head) < BLOCK or head == ZERO_BLOCK:
+        if not head.strip(b"\x00") and len(head) == BLOCK:
+            raise TarError(f"{label}: holds no members (an empty tar)")
+        raise TarError(f"{label} {describe_non_tar(head)}")
+    try:
+        parse_header(head)
+    except TarError:
+        raise TarError(f"{label} {describe_non_tar(head)}") from None
 
 
 def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
@@ -259,7 +266,7 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
             if progress:
                 progress(end - done)
                 done = end
-    except _Truncated as t:
+    except Truncated as t:
         raise TarError(truncation_message(path, reader.size, t)) from None
     return groups, names, offsets, sizes
 
@@ -296,6 +303,14 @@ def _drop_newlines(names: list[bytes], offsets: array, sizes: array, count: int)
     offsets[first:] = array("Q", (offsets[i] for i in keep))
     sizes[first:] = array("Q", (sizes[i] for i in keep))
     return count - len(keep)
+
+
+def fingerprint(path: Path) -> str:
+    reader = _Reader(path)
+    try:
+        return _fingerprint(reader)
+    finally:
+        reader.close()
 
 
 def _fingerprint(reader: _Reader) -> str:
@@ -376,12 +391,8 @@ def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
             if (meta.get("format"), meta.get("version"), meta.get("nested")) != (FORMAT, VERSION, nested) \
                     or (key["size"], key["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
                 return None
-            reader = _Reader(tar)
-            try:
-                if key["fingerprint"] != _fingerprint(reader):
-                    return None
-            finally:
-                reader.close()
+            if key["fingerprint"] != fingerprint(tar):
+                return None
             groups = [Group(n, o, s, c) for n, o, s, c in meta["groups"]]
             index = ArchiveIndex(Path(tar), st.st_size, st.st_mtime_ns, key["fingerprint"], nested,
                                  groups, z.read("names.txt"), _from_npy(z.read("offset.npy")),

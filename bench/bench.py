@@ -1,0 +1,339 @@
+"""ltextract benchmark: index and build against tarfile, GNU tar and cat, run alternately.
+
+    python bench/bench.py [--data DIR] [--runs N] [--quick]
+
+Builds (once, cached in DIR) two synthetic manual dirs: a full-count set (1000 classes, 1,250
+members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads).
+Every measurement runs in a child process; each round runs every contender once (A B C A B C …)
+so the machine's noise hits them alike, and the table shows medians and ratios. Storage bytes
+read and peak RSS come from the child's rusage (wait4). The table goes to stdout, progress to
+stderr. `--quick` uses tiny sets and one round: a smoke run, exercised by the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ltextract.base import TRAIN_TAR, VAL_TAR, cache_dir
+from ltextract.synth import SynthSpec, lt_shape, make_manual_dir
+
+PY = sys.executable
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+HEADER_PAGE = 4096  # a header scan touches at least one page per member
+
+TARFILE_SCRIPT = """
+import sys, tarfile
+n = 0
+with tarfile.open(sys.argv[1]) as outer:
+    for m in outer:
+        if m.isfile() and m.name.endswith(".tar"):
+            with tarfile.open(fileobj=outer.extractfile(m)) as inner:
+                n += sum(1 for im in inner if im.isfile())
+        elif m.isfile():
+            n += 1
+with tarfile.open(sys.argv[2]) as val:
+    n += sum(1 for m in val if m.isfile())
+print(n)
+"""
+
+# What the long-tail repositories' READMEs ask for: untar everything, then every class tar.
+GNU_FULL_SCRIPT = """
+set -e
+mkdir -p "$3/train" "$3/val"
+tar -xf "$1" -C "$3/train"
+cd "$3/train"
+for t in *.tar; do mkdir "${t%.tar}"; tar -xf "$t" -C "${t%.tar}"; rm -f "$t"; done
+tar -xf "$2" -C "$3/val"
+"""
+
+
+@dataclass
+class Run:
+    wall: float
+    read_bytes: int  # storage reads: ru_inblock x 512
+    max_rss: int  # bytes
+    stdout: str
+    inner: float = 0.0  # the time the command reports for itself, where it does
+
+
+def run(cmd: list[str], env: Optional[dict] = None) -> Run:
+    """Run `cmd` to completion. Peak RSS and storage reads come from GNU time when present (its
+    small process is what forks the command; a child forked from this Python inherits its RSS
+    high-water mark), else from wait4."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err, stats = Path(tmp, "out"), Path(tmp, "err"), Path(tmp, "stats")
+        timed = [GNU_TIME, "-f", "%M %I", "-o", str(stats), *cmd] if GNU_TIME else cmd
+        with open(out, "wb") as o, open(err, "wb") as e:
+            started = time.perf_counter()
+            proc = subprocess.Popen(timed, stdout=o, stderr=e, env={**os.environ, **(env or {})})
+            _, status, ru = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status):
+            sys.exit(f"bench: {' '.join(cmd)} failed:\n{err.read_text()[-2000:]}")
+        rss_kb, blocks = ru.ru_maxrss, ru.ru_inblock
+        if GNU_TIME:
+            rss_kb, blocks = map(int, stats.read_text().split()[-2:])
+        return Run(wall, blocks * 512, rss_kb * 1024, out.read_text())
+
+
+def evict(*paths: Path) -> None:
+    """Drop the files' pages from the page cache, so the next read comes from storage."""
+    os.sync()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def clear(path: Path) -> None:
+    if path.exists():
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    os.sync()  # earlier writes are flushed before the next timed run, not during it
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --- data sets ------------------------------------------------------------------------
+
+def ensure_set(folder: Path, spec: SynthSpec) -> Path:
+    """The manual dir for `spec`, generated once; a marker records the spec it was made from."""
+    marker = folder / "spec.txt"
+    if marker.exists() and marker.read_text() == repr(spec):
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    say(f"generating {folder} ({spec.classes} classes)")
+    started = time.monotonic()
+    make_manual_dir(folder, spec)
+    marker.write_text(repr(spec))
+    say(f"generated in {time.monotonic() - started:.1f} s")
+    return folder
+
+
+def ltextract(*args: object) -> list[str]:
+    return [PY, "-m", "ltextract", *map(str, args)]
+
+
+def build_cmd(manual: Path, out: Path, *extra: str) -> list[str]:
+    return ltextract("build", "--manual-dir", manual, "--splits-dir", manual, "--out", out, "-q", *extra)
+
+
+def needed_tar(manual: Path, work: Path, env: dict) -> Path:
+    """A tar of exactly the files a build writes (the GNU-tar floor), made once from a build."""
+    tar = manual / "needed.tar"
+    if tar.exists():
+        return tar
+    out = work / "needed-out"
+    clear(out)
+    run(build_cmd(manual, out), env)
+    tmp = manual / "needed.tar.part"
+    subprocess.run(["tar", "-cf", str(tmp), "-C", str(out), "train", "val", "test"], check=True)
+    tmp.rename(tar)
+    clear(out)
+    return tar
+
+
+# --- measuring --------------------------------------------------------------------------
+
+@dataclass
+class Contender:
+    name: str
+    go: Callable[[], Run]  # one timed run
+    before: Callable[[], None] = lambda: None  # untimed set-up
+    after: Callable[[], None] = lambda: None  # untimed clean-up
+    runs: list[Run] = field(default_factory=list)
+
+    def median(self, what: str = "wall") -> float:
+        return statistics.median(getattr(r, what) for r in self.runs)
+
+
+def alternate(contenders: list[Contender], rounds: int, label: str) -> None:
+    for i in range(rounds):
+        for c in contenders:
+            c.before()
+            c.runs.append(c.go())
+            c.after()
+            say(f"{label} round {i + 1}/{rounds}: {c.name} {c.runs[-1].wall:.2f} s")
+
+
+def table(title: str, head: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def secs(x: float) -> str:
+    return f"{x:.2f} s"
+
+
+# --- the sections -----------------------------------------------------------------------
+
+def bench_index(manual: Path, work: Path, rounds: int) -> str:
+    """Fresh and cached `ltextract index` of the train tar, beside tarfile iteration."""
+    only = work / "train-only"
+    only.mkdir(exist_ok=True)
+    if not (only / TRAIN_TAR).exists():
+        (only / TRAIN_TAR).symlink_to(manual / TRAIN_TAR)
+    env = {"LTEXTRACT_CACHE_DIR": str(work / "index-cache")}
+    seconds = re.compile(r"\t([0-9.]+) s$")
+
+    def index(*extra: str) -> Run:
+        r = run(ltextract("index", "--manual-dir", only, "-q", *extra), env)
+        r.inner = float(seconds.search(r.stdout.strip()).group(1))
+        return r
+
+    fresh = Contender("index, fresh", lambda: index("--refresh"))
+    cached = Contender("index, cached", index)
+    tarfile_it = Contender("tarfile iteration", lambda: run([PY, "-c", TARFILE_SCRIPT,
+                                                              str(manual / TRAIN_TAR),
+                                                              str(manual / VAL_TAR)]))
+    alternate([fresh, cached, tarfile_it], rounds, "index")
+    members = int(fresh.runs[-1].stdout.split("\t")[2].split()[0])
+    idx_file = next((work / "index-cache" / "index").glob("*.ltidx"))
+    base = tarfile_it.median()
+    rows = [[c.name, secs(c.median()), secs(c.median("inner")) if c is not tarfile_it else "–",
+             f"{base / c.median():.1f}×"] for c in (fresh, cached, tarfile_it)]
+    note = (f"{members:,} train members; index file {idx_file.stat().st_size:,} bytes"
+            f" ({idx_file.stat().st_size / members:.1f} B/member). tarfile also reads the val tar.\n")
+    return table("Index of the full-count train tar (warm cache)",
+                 ["", "wall (median)", "in-process", "speed-up vs tarfile (wall)"], rows) + "\n" + note
+
+
+def bench_build(manual: Path, work: Path, rounds: int, strategies: list[str]) -> tuple[str, int]:
+    """Build of all three splits (index cached) against GNU tar and cat; returns peak RSS too."""
+    env = {"LTEXTRACT_CACHE_DIR": str(work / "cache")}
+    run(ltextract("index", "--manual-dir", manual, "-q"), env)
+    floor_tar = needed_tar(manual, work, env)
+    out = work / "out"
+    tars = [str(manual / TRAIN_TAR), str(manual / VAL_TAR)]
+    builds = [Contender(f"ltextract build ({s})",
+                        lambda s=s: run(build_cmd(manual, out, "--strategy", s), env),
+                        after=lambda: clear(out)) for s in strategies]
+    full = Contender("GNU tar, full extraction",
+                     lambda: run(["sh", "-c", GNU_FULL_SCRIPT, "sh", *tars, str(out)]),
+                     before=lambda: out.mkdir(), after=lambda: clear(out))
+    floor = Contender("GNU tar, exactly the needed files",
+                      lambda: run(["tar", "-xf", str(floor_tar), "-C", str(out)]),
+                      before=lambda: out.mkdir(), after=lambda: clear(out))
+    cat = Contender("cat of the tars", lambda: run(["sh", "-c", 'cat "$@" > /dev/null', "sh", *tars]))
+    clear(out)
+    alternate([*builds, full, floor, cat], rounds, "build")
+    rows = [[c.name, secs(c.median()), f"{c.median() / floor.median():.2f}×",
+             f"{full.median() / c.median():.1f}×", mb(c.median("max_rss"))]
+            for c in (*builds, full, floor, cat)]
+    return table("Build of train + val + test, full-count set, index cached (warm cache)",
+                 ["", "wall (median)", "÷ GNU-tar floor", "full extraction ÷ this", "peak RSS"],
+                 rows), max(r.max_rss for b in builds for r in b.runs)
+
+
+def bench_cold(manual: Path, work: Path, rounds: int, strategies: list[str]) -> str:
+    """Storage bytes read and wall time with the tars evicted from the page cache."""
+    cache = work / "cold-cache"
+    env = {"LTEXTRACT_CACHE_DIR": str(cache)}
+    out = work / "out"
+    tars = [manual / TRAIN_TAR, manual / VAL_TAR]
+    clear(out)
+    clear(cache)
+    run(build_cmd(manual, out), env)
+    meta = json.loads((out / "ltextract.json").read_text())
+    needed = sum(s["bytes"] for s in meta["splits"].values())
+    listing = run(ltextract("index", "--manual-dir", manual), env).stdout
+    members = sum(int(line.split("\t")[2].split()[0]) for line in listing.splitlines())
+    clear(out)
+    minimum = needed + HEADER_PAGE * members
+
+    def cold(fresh_index: bool):
+        def before() -> None:
+            if fresh_index:
+                clear(cache / "index")
+            evict(*tars, *(cache / "index").glob("*.ltidx"))
+        return before
+
+    contenders = []
+    for s in strategies:
+        cmd = build_cmd(manual, out, "--strategy", s)
+        contenders += [Contender(f"first build ({s}, no index)", lambda c=cmd: run(c, env),
+                                 before=cold(True), after=lambda: clear(out)),
+                       Contender(f"rebuild ({s}, index cached)", lambda c=cmd: run(c, env),
+                                 before=cold(False), after=lambda: clear(out))]
+    cat = Contender("cat of the tars", lambda: run(["sh", "-c", 'cat "$@" > /dev/null', "sh",
+                                                   *map(str, tars)]), before=lambda: evict(*tars))
+    alternate([*contenders, cat], rounds, "cold")
+    rows = []
+    for c in (*contenders, cat):
+        floor = minimum if "first" in c.name else needed
+        ratio = "–" if c is cat else f"{c.median('read_bytes') / floor:.2f}× of {mb(floor)}"
+        rows.append([c.name, mb(c.median("read_bytes")), ratio, secs(c.median()),
+                     f"{c.median() / cat.median():.2f}×"])
+    total = sum(t.stat().st_size for t in tars)
+    note = (f"Tars {mb(total)}, {members:,} members; needed bytes {mb(needed)}; minimum for a first"
+            f" build = needed + 4 KiB × members = {mb(minimum)}.\n")
+    return table("Cold cache, realistic-size set (tars evicted before every run)",
+                 ["", "read from storage (median)", "÷ minimum", "wall (median)", "÷ cold cat"],
+                 rows) + "\n" + note
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "?")
+    mem = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
+    return f"{os.cpu_count()} × {cpu}, {mem / 2**20:.0f} GiB RAM, Python {sys.version.split()[0]}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=cache_dir() / "bench",
+                    help="Folder for the generated sets (kept between runs) and scratch.")
+    ap.add_argument("--runs", type=int, default=3, help="Rounds of alternating runs.")
+    ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
+    ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
+    ap.add_argument("--skip", default="", help="Comma-separated sections to skip: index,build,cold.")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    strategies = args.strategies.split(",")
+    if args.quick:
+        full_spec, real_spec, rounds = lt_shape(6, 40), lt_shape(3, 30, payload=20_000), 1
+    else:
+        full_spec, real_spec, rounds = lt_shape(1000, 1250), lt_shape(30, 1250, payload=110_000), args.runs
+    data = args.data / ("quick" if args.quick else "full")
+    full = ensure_set(data / "full-count", full_spec)
+    real = ensure_set(data / "realistic", real_spec)
+    work = data / "work"
+    clear(work)
+    work.mkdir(parents=True)
+    report = [f"Machine: {machine()}. Medians of {rounds} alternating round(s).\n"]
+    try:
+        if "index" not in skip:
+            report.append(bench_index(full, work, rounds))
+        if "build" not in skip:
+            text, rss = bench_build(full, work, rounds, strategies)
+            report.append(text + f"\nPeak RSS of build at full count: {mb(rss)}.\n")
+        if "cold" not in skip:
+            report.append(bench_cold(real, work, rounds, strategies))
+    finally:
+        clear(work)
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""--strategy stream (one sequential pass, stdin) against seek, and choosing a strategy."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltextract import stream
+from ltextract.synth import SynthSpec, make_manual_dir
+from lt_util import error_line, run_cli
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"LTEXTRACT_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def build(syn, out, env, *extra, **kw):
+    return run_cli("build", "--manual-dir", syn.manual_dir, "--splits-dir", syn.manual_dir,
+                   "--out", out, "--json", *extra, env=env, **kw)
+
+
+def tree(out: Path) -> dict[str, bytes]:
+    """Every file of OUT outside .ltextract/ (whose journals hold mtimes), with its bytes."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".ltextract" not in p.relative_to(out).parts}
+
+
+@pytest.mark.parametrize("spec", [
+    SynthSpec(classes=5, seed=1, prefix="./", long_names=True, extras=True),
+    SynthSpec(classes=4, seed=2, fmt="pax", prefix="wnid/", long_names=True),
+    SynthSpec(classes=4, seed=3, fmt="ustar", long_names=True, extras=True, payload=3000),
+], ids=["gnu", "pax", "ustar"])
+def test_stream_and_seek_write_identical_out(tmp_path, env, spec):
+    syn = make_manual_dir(tmp_path / "m", spec)
+    seek = build(syn, tmp_path / "seek", env, "--strategy", "seek")
+    assert seek.returncode == 0, seek.stderr
+    # a fresh cache: the stream must not lean on the index the seek build left behind
+    streamed = build(syn, tmp_path / "stream", {"LTEXTRACT_CACHE_DIR": str(tmp_path / "c2")},
+                     "--strategy", "stream")
+    assert streamed.returncode == 0, streamed.stderr
+    assert json.loads(streamed.stdout)["strategy"] == {"train": "stream", "val": "stream"}
+    expected = tree(tmp_path / "seek")
+    assert len(expected) > 50 and tree(tmp_path / "stream") == expected
+    assert not (tmp_path / "c2" / "index").exists()
+
+
+def test_train_tar_from_stdin(tmp_path, env):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=4, seed=5, extras=True))
+    assert build(syn, tmp_path / "seek", env, "--strategy", "seek").returncode == 0
+    with open(syn.train_tar, "rb") as f:  # a real pipe, as `cat x.tar | ltextract …`
+        cat = subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE)
+        r = build(syn, tmp_path / "pipe", env, "--train-tar", "-", "--val-tar", syn.val_tar,
+                  "--strategy", "auto", stdin=cat.stdout)
+        cat.stdout.close()
+        cat.wait()
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["strategy"]["train"] == "stream"
+    assert tree(tmp_path / "pipe") == tree(tmp_path / "seek")
+    # stdin has no identity: a re-run copies again rather than trust files it cannot match
+    with open(syn.train_tar, "rb") as f:
+        again = build(syn, tmp_path / "pipe", env, "--train-tar", "-", "--split", "train", stdin=f)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["splits"]["train"]["kept"] == 0
+    assert tree(tmp_path / "pipe") == tree(tmp_path / "seek")
+
+
+def test_stream_resumes_a_seek_build(tmp_path, env):
+    """Same tar, same identity: files a seek build journaled are kept by a stream build."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3, seed=6))
+    out = tmp_path / "out"
+    assert build(syn, out, env, "--strategy", "seek").returncode == 0
+    victim = next((out / "train").rglob("*.JPEG"))
+    victim.unlink()
+    r = build(syn, out, {"LTEXTRACT_CACHE_DIR": str(tmp_path / "c2")}, "--strategy", "stream")
+    assert r.returncode == 0, r.stderr
+    splits = json.loads(r.stdout)["splits"]
+    assert splits["train"]["copied"] == 1 and splits["test"]["copied"] == 0 and victim.exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--train-tar", "-", "--val-tar", "-"), "only one"),
+    (("--train-tar", "-", "--strategy", "seek"), "cannot seek"),
+])
+def test_stdin_usage_errors(tmp_path, env, args, needle):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2))
+    r = build(syn, tmp_path / "out", env, *args, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def assert_no_final_output(out: Path) -> None:
+    assert not list(out.glob("*.csv")) and not (out / "ltextract.json").exists()
+    assert not list(out.rglob("*.ltx-part"))
+
+
+def test_stream_of_truncated_tar(tmp_path, env):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3, payload=2000))
+    data = syn.train_tar.read_bytes()
+    syn.train_tar.write_bytes(data[:len(data) * 2 // 3])
+    out = tmp_path / "out"
+    r = build(syn, out, env, "--strategy", "stream")
+    assert r.returncode == 1 and "truncated" in error_line(r.stderr), r.stderr
+    assert_no_final_output(out)
+    with open(syn.train_tar, "rb") as f:
+        r = build(syn, tmp_path / "out2", env, "--train-tar", "-", stdin=f)
+    assert r.returncode == 1 and "truncated" in error_line(r.stderr), r.stderr
+    assert_no_final_output(tmp_path / "out2")
+
+
+def test_stream_reports_members_missing_from_tar(tmp_path, env):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    lines = syn.lists["train"].read_text().splitlines()
+    wnid = lines[0].split("/")[1]
+    lines.append(f"train/{wnid}/{wnid}_999990.JPEG 0")
+    syn.lists["train"].write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    r = build(syn, out, env, "--strategy", "stream", "--split", "train")
+    line = error_line(r.stderr)
+    assert r.returncode == 1 and "1 image(s)" in line and f"{wnid}_999990.JPEG" in line, r.stderr
+    assert_no_final_output(out)
+
+
+def test_strategy_for_device_and_filesystem():
+    assert stream.strategy_for("ext4", False) == "seek"
+    assert stream.strategy_for("ext4", None) == "seek"
+    assert stream.strategy_for("xfs", True) == "stream"
+    for fs in ("nfs4", "cifs", "fuse.sshfs", "fuseblk", "9p"):
+        assert stream.strategy_for(fs, False) == "stream"
+    assert stream.choose(None) == "stream"
+
+
+def test_mount_fstype_picks_longest_mount_point():
+    mounts = ("/dev/sda1 / ext4 rw 0 0\n"
+              "server:/export /mnt/data nfs4 rw 0 0\n"
+              "/dev/sdb1 /mnt/data/local xfs rw 0 0\n"
+              "x /mnt/my\\040disk fuseblk rw 0 0\n")
+    assert stream.mount_fstype(mounts, "/home/u/x.tar") == "ext4"
+    assert stream.mount_fstype(mounts, "/mnt/data/x.tar") == "nfs4"
+    assert stream.mount_fstype(mounts, "/mnt/data/local/x.tar") == "xfs"
+    assert stream.mount_fstype(mounts, "/mnt/database/x.tar") == "ext4"
+    assert stream.mount_fstype(mounts, "/mnt/my disk/x.tar") == "fuseblk"
+
+
+def test_choose_reads_this_machine(tmp_path):
+    tar = tmp_path / "x.tar"
+    tar.write_bytes(b"")
+    assert stream.choose(tar) in ("seek", "stream")
+    assert stream.rotational(tar) in (True, False, None)
