@@ -21,5 +21,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# BENCH_DATA: where the generated sets are kept (default: the cache dir); BENCH_ARGS e.g. --runs 5
+bench: install
+	$(PY) bench/bench.py $(if $(BENCH_DATA),--data $(BENCH_DATA)) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(DEMO) build src/*.egg-info

@@ -81,17 +81,20 @@ def plan_unindexed(split: str, sl: SplitList, tar: Path) -> list[Job]:
 def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
     """(wnid, file) -> (offset, size). Nested tars hold class tars named <wnid>.tar; a flat
     tar (val) holds every file at top level, so its wnid comes from the list."""
-    by_file = {} if index.nested else {f: w for w, f in keys}
+    by_group: dict[str, dict[bytes, tuple[str, str]]] = {}  # group -> raw name -> key
+    for wnid, file in keys:
+        group = f"{wnid}.tar" if index.nested else ""
+        by_group.setdefault(group, {})[file.encode("utf-8", "surrogateescape")] = (wnid, file)
     found: dict[tuple[str, str], tuple[int, int]] = {}
     names = index.names.split(b"\n")
     first = 0
     for group in index.groups:
-        wnid = group.name[:-4] if index.nested else ""
-        for i in range(first, first + group.count):
-            name = names[i].decode("utf-8", "surrogateescape")
-            key = (wnid, name) if index.nested else (by_file.get(name, ""), name)
-            if key in keys:
-                found[key] = (index.offsets[i], index.sizes[i])  # the last copy wins, as in tar
+        wanted = by_group.get(group.name)
+        if wanted:
+            for i, name in enumerate(names[first:first + group.count], first):
+                key = wanted.get(name)
+                if key is not None:
+                    found[key] = (index.offsets[i], index.sizes[i])  # the last copy wins, as in tar
         first += group.count
     return found
 
@@ -260,15 +263,64 @@ def copy_one(src_fd: int, out: Path, job: Job) -> Done:
 
 
 def write_file(out: Path, job: Job, data: bytes) -> Done:
-    """Hash `data` and write it to OUT/job.rel through a temporary name."""
+    """Hash `data` and write it to OUT/job.rel so that the final name only ever shows the
+    whole file: an unnamed O_TMPFILE linked in when complete (nothing to clean up after a
+    crash, one directory operation), else a temporary name renamed over it."""
     digest = hashlib.sha256(data).hexdigest()
-    final = out / job.rel
-    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
+    final = f"{out}/{job.rel}"
+    fd = _open_unnamed(final) if _UNNAMED else -1
+    if fd < 0:
+        return _write_renamed(final, job, data, digest)
+    try:
+        _write_all(fd, data)
+        mtime_ns = os.fstat(fd).st_mtime_ns
+        try:
+            _link(fd, final)
+        except FileExistsError:  # a stale or unjournaled file: replaced, never partial
+            os.unlink(final)
+            _link(fd, final)
+    finally:
+        os.close(fd)
+    return Done(job.rel, len(data), mtime_ns, digest)
+
+
+_UNNAMED = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+
+
+@functools.lru_cache(maxsize=1)
+def _proc_fd() -> int:
+    return os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _link(fd: int, final: str) -> None:
+    """linkat(/proc/self/fd/N, final, AT_SYMLINK_FOLLOW): gives the unnamed file its name."""
+    os.link(str(fd), final, src_dir_fd=_proc_fd(), follow_symlinks=True)
+
+
+def _open_unnamed(final: str) -> int:
+    """An unnamed file in final's folder, or -1 where the filesystem has no O_TMPFILE."""
+    global _UNNAMED
+    try:
+        return os.open(final.rpartition("/")[0], os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        _UNNAMED = False
+        return -1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_renamed(final: str, job: Job, data: bytes, digest: str) -> Done:
+    folder, _, name = final.rpartition("/")
+    tmp = f"{folder}/.{name}{TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
         mtime_ns = os.fstat(fd).st_mtime_ns
         os.close(fd)
         fd = -1

@@ -19,6 +19,7 @@ from ltextract.tarindex import OPEN_END, Truncated, check_head, iter_groups
 
 READ_BUFFER = 1 << 20
 IN_FLIGHT_BYTES = 64 << 20  # payloads read but not yet written, at most
+IN_FLIGHT_FILES = 4096
 #: Filesystems reached over a network (or through FUSE): one sequential pass beats seeking.
 NETWORK_FS = frozenset(("nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "9p", "ceph", "glusterfs",
                         "lustre", "afs", "davfs", "virtiofs"))
@@ -91,7 +92,8 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
                     seen.add(id(job))
                     pending.append((pool.submit(write, job, data), length))
                     in_flight += length
-                while pending and (in_flight > IN_FLIGHT_BYTES or pending[0][0].done()):
+                while pending and (in_flight > IN_FLIGHT_BYTES or len(pending) > IN_FLIGHT_FILES
+                                   or pending[0][0].done()):
                     future, n = pending.popleft()
                     in_flight -= n
                     yield future.result()
