@@ -30,6 +30,8 @@ from ltextract.synth import SynthSpec, lt_shape, make_manual_dir
 
 PY = sys.executable
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+QUICK = False
+SMALL = dict(train_max=20, train_min=2, val_per_class=3, test_per_class=5)  # --quick: ~100 files
 HEADER_PAGE = 4096  # a header scan touches at least one page per member
 
 TARFILE_SCRIPT = """
@@ -89,7 +91,7 @@ def run(cmd: list[str], env: Optional[dict] = None) -> Run:
 
 def evict(*paths: Path) -> None:
     """Drop the files' pages from the page cache, so the next read comes from storage."""
-    os.sync()
+    sync()
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -98,10 +100,20 @@ def evict(*paths: Path) -> None:
             os.close(fd)
 
 
+def warm(*paths: Path) -> None:
+    """Read the files once so warm-cache runs start warm (another process may have evicted them)."""
+    subprocess.run(["cat", *map(str, paths)], stdout=subprocess.DEVNULL, check=True)
+
+
 def clear(path: Path) -> None:
     if path.exists():
         subprocess.run(["rm", "-rf", str(path)], check=True)
-    os.sync()  # earlier writes are flushed before the next timed run, not during it
+    sync()  # earlier writes are flushed before the next timed run, not during it
+
+
+def sync() -> None:
+    if not QUICK:  # a smoke run skips the (machine-wide, on a busy machine slow) flushes
+        os.sync()
 
 
 def say(msg: str) -> None:
@@ -157,15 +169,19 @@ class Contender:
     go: Callable[[], Run]  # one timed run
     before: Callable[[], None] = lambda: None  # untimed set-up
     after: Callable[[], None] = lambda: None  # untimed clean-up
+    slow: bool = False  # minutes per run: fewer rounds (see --slow-runs)
     runs: list[Run] = field(default_factory=list)
 
     def median(self, what: str = "wall") -> float:
         return statistics.median(getattr(r, what) for r in self.runs)
 
 
-def alternate(contenders: list[Contender], rounds: int, label: str) -> None:
+def alternate(contenders: list[Contender], rounds: int, label: str, slow_rounds: int = 0) -> None:
+    """Round after round, each contender once; a `slow` one only in the first `slow_rounds`."""
     for i in range(rounds):
         for c in contenders:
+            if c.slow and i >= slow_rounds:
+                continue
             c.before()
             c.runs.append(c.go())
             c.after()
@@ -188,7 +204,7 @@ def secs(x: float) -> str:
 
 # --- the sections -----------------------------------------------------------------------
 
-def bench_index(manual: Path, work: Path, rounds: int) -> str:
+def bench_index(manual: Path, work: Path, rounds: int, slow_rounds: int) -> str:
     """Fresh and cached `ltextract index` of the train tar, beside tarfile iteration."""
     only = work / "train-only"
     only.mkdir(exist_ok=True)
@@ -206,8 +222,10 @@ def bench_index(manual: Path, work: Path, rounds: int) -> str:
     cached = Contender("index, cached", index)
     tarfile_it = Contender("tarfile iteration", lambda: run([PY, "-c", TARFILE_SCRIPT,
                                                               str(manual / TRAIN_TAR),
-                                                              str(manual / VAL_TAR)]))
-    alternate([fresh, cached, tarfile_it], rounds, "index")
+                                                              str(manual / VAL_TAR)]),
+                            slow=True)
+    warm(manual / TRAIN_TAR, manual / VAL_TAR)
+    alternate([fresh, cached, tarfile_it], rounds, "index", slow_rounds)
     members = int(fresh.runs[-1].stdout.split("\t")[2].split()[0])
     idx_file = next((work / "index-cache" / "index").glob("*.ltidx"))
     base = tarfile_it.median()
@@ -219,7 +237,8 @@ def bench_index(manual: Path, work: Path, rounds: int) -> str:
                  ["", "wall (median)", "in-process", "speed-up vs tarfile (wall)"], rows) + "\n" + note
 
 
-def bench_build(manual: Path, work: Path, rounds: int, strategies: list[str]) -> tuple[str, int]:
+def bench_build(manual: Path, work: Path, rounds: int, slow_rounds: int,
+                strategies: list[str]) -> tuple[str, int]:
     """Build of all three splits (index cached) against GNU tar and cat; returns peak RSS too."""
     env = {"LTEXTRACT_CACHE_DIR": str(work / "cache")}
     run(ltextract("index", "--manual-dir", manual, "-q"), env)
@@ -229,19 +248,24 @@ def bench_build(manual: Path, work: Path, rounds: int, strategies: list[str]) ->
     builds = [Contender(f"ltextract build ({s})",
                         lambda s=s: run(build_cmd(manual, out, "--strategy", s), env),
                         after=lambda: clear(out)) for s in strategies]
+    no_index = {"LTEXTRACT_CACHE_DIR": str(work / "cache-none")}
+    builds.append(Contender("ltextract build (seek, no index yet)",
+                            lambda: run(build_cmd(manual, out, "--strategy", "seek"), no_index),
+                            before=lambda: clear(work / "cache-none"), after=lambda: clear(out)))
     full = Contender("GNU tar, full extraction",
                      lambda: run(["sh", "-c", GNU_FULL_SCRIPT, "sh", *tars, str(out)]),
-                     before=lambda: out.mkdir(), after=lambda: clear(out))
+                     before=lambda: out.mkdir(), after=lambda: clear(out), slow=True)
     floor = Contender("GNU tar, exactly the needed files",
                       lambda: run(["tar", "-xf", str(floor_tar), "-C", str(out)]),
                       before=lambda: out.mkdir(), after=lambda: clear(out))
     cat = Contender("cat of the tars", lambda: run(["sh", "-c", 'cat "$@" > /dev/null', "sh", *tars]))
     clear(out)
-    alternate([*builds, full, floor, cat], rounds, "build")
+    warm(manual / TRAIN_TAR, manual / VAL_TAR, floor_tar)
+    alternate([*builds, full, floor, cat], rounds, "build", slow_rounds)
     rows = [[c.name, secs(c.median()), f"{c.median() / floor.median():.2f}×",
              f"{full.median() / c.median():.1f}×", mb(c.median("max_rss"))]
             for c in (*builds, full, floor, cat)]
-    return table("Build of train + val + test, full-count set, index cached (warm cache)",
+    return table("Build of train + val + test, full-count set, index cached unless said (warm cache)",
                  ["", "wall (median)", "÷ GNU-tar floor", "full extraction ÷ this", "peak RSS"],
                  rows), max(r.max_rss for b in builds for r in b.runs)
 
@@ -305,6 +329,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=cache_dir() / "bench",
                     help="Folder for the generated sets (kept between runs) and scratch.")
     ap.add_argument("--runs", type=int, default=3, help="Rounds of alternating runs.")
+    ap.add_argument("--slow-runs", type=int, default=1,
+                    help="Rounds that include the minutes-long baselines (tarfile, GNU tar full"
+                         " extraction at 1.25M files).")
     ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
     ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
     ap.add_argument("--skip", default="", help="Comma-separated sections to skip: index,build,cold.")
@@ -312,21 +339,26 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     strategies = args.strategies.split(",")
     if args.quick:
-        full_spec, real_spec, rounds = lt_shape(6, 40), lt_shape(3, 30, payload=20_000), 1
+        global QUICK
+        QUICK = True
+        full_spec, real_spec, rounds = (lt_shape(3, 30, **SMALL),
+                                          lt_shape(2, 20, payload=20_000, **SMALL), 1)
     else:
         full_spec, real_spec, rounds = lt_shape(1000, 1250), lt_shape(30, 1250, payload=110_000), args.runs
+    slow_rounds = min(rounds, args.slow_runs)
     data = args.data / ("quick" if args.quick else "full")
     full = ensure_set(data / "full-count", full_spec)
     real = ensure_set(data / "realistic", real_spec)
     work = data / "work"
     clear(work)
     work.mkdir(parents=True)
-    report = [f"Machine: {machine()}. Medians of {rounds} alternating round(s).\n"]
+    report = [f"Machine: {machine()}. Medians of {rounds} alternating round(s); tarfile and GNU tar"
+              f" full extraction in the first {slow_rounds}.\n"]
     try:
         if "index" not in skip:
-            report.append(bench_index(full, work, rounds))
+            report.append(bench_index(full, work, rounds, slow_rounds))
         if "build" not in skip:
-            text, rss = bench_build(full, work, rounds, strategies)
+            text, rss = bench_build(full, work, rounds, slow_rounds, strategies)
             report.append(text + f"\nPeak RSS of build at full count: {mb(rss)}.\n")
         if "cold" not in skip:
             report.append(bench_cold(real, work, rounds, strategies))

@@ -21,6 +21,7 @@ def test_quick_bench_prints_every_table(tmp_path):
                   "Cold cache, realistic-size set", "Peak RSS of build at full count"):
         assert title in r.stdout
     for row in ("index, fresh", "index, cached", "tarfile iteration", "ltextract build (seek)",
+                "ltextract build (seek, no index yet)",
                 "ltextract build (stream)", "GNU tar, full extraction",
                 "GNU tar, exactly the needed files", "cat of the tars",
                 "first build (seek, no index)", "rebuild (stream, index cached)"):

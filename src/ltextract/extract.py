@@ -263,64 +263,15 @@ def copy_one(src_fd: int, out: Path, job: Job) -> Done:
 
 
 def write_file(out: Path, job: Job, data: bytes) -> Done:
-    """Hash `data` and write it to OUT/job.rel so that the final name only ever shows the
-    whole file: an unnamed O_TMPFILE linked in when complete (nothing to clean up after a
-    crash, one directory operation), else a temporary name renamed over it."""
+    """Hash `data` and write it to OUT/job.rel through a temporary name renamed when whole."""
     digest = hashlib.sha256(data).hexdigest()
-    final = f"{out}/{job.rel}"
-    fd = _open_unnamed(final) if _UNNAMED else -1
-    if fd < 0:
-        return _write_renamed(final, job, data, digest)
-    try:
-        _write_all(fd, data)
-        mtime_ns = os.fstat(fd).st_mtime_ns
-        try:
-            _link(fd, final)
-        except FileExistsError:  # a stale or unjournaled file: replaced, never partial
-            os.unlink(final)
-            _link(fd, final)
-    finally:
-        os.close(fd)
-    return Done(job.rel, len(data), mtime_ns, digest)
-
-
-_UNNAMED = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-
-
-@functools.lru_cache(maxsize=1)
-def _proc_fd() -> int:
-    return os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def _link(fd: int, final: str) -> None:
-    """linkat(/proc/self/fd/N, final, AT_SYMLINK_FOLLOW): gives the unnamed file its name."""
-    os.link(str(fd), final, src_dir_fd=_proc_fd(), follow_symlinks=True)
-
-
-def _open_unnamed(final: str) -> int:
-    """An unnamed file in final's folder, or -1 where the filesystem has no O_TMPFILE."""
-    global _UNNAMED
-    try:
-        return os.open(final.rpartition("/")[0], os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
-    except OSError as e:
-        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-            raise
-        _UNNAMED = False
-        return -1
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_renamed(final: str, job: Job, data: bytes, digest: str) -> Done:
-    folder, _, name = final.rpartition("/")
-    tmp = f"{folder}/.{name}{TMP_SUFFIX}"
+    folder, _, name = f"{out}/{job.rel}".rpartition("/")
+    final, tmp = f"{folder}/{name}", f"{folder}/.{name}{TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        _write_all(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         mtime_ns = os.fstat(fd).st_mtime_ns
         os.close(fd)
         fd = -1
@@ -333,7 +284,7 @@ def _write_renamed(final: str, job: Job, data: bytes, digest: str) -> Done:
     return Done(job.rel, len(data), mtime_ns, digest)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

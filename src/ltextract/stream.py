@@ -33,6 +33,8 @@ class Forward:
     def __init__(self, f: BinaryIO, label: str):
         self.f, self.label = f, label
         self.pos = 0
+        self.seekable = f.seekable()
+        self.scratch = bytearray(0 if self.seekable else READ_BUFFER)
         self.last: tuple[int, bytes] = (-1, b"")
 
     def __getitem__(self, span: slice) -> bytes:
@@ -55,8 +57,16 @@ class Forward:
         return data
 
     def _skip(self, n: int) -> None:
+        """Pass over n bytes: a file moves its offset (the kernel still reads ahead in order),
+        a pipe reads them into a scratch buffer."""
+        if n <= 0:
+            return
+        if self.seekable:
+            self.f.seek(n, os.SEEK_CUR)
+            self.pos += n
+            return
         while n > 0:
-            got = len(self.f.read(min(n, READ_BUFFER)))
+            got = self.f.readinto(memoryview(self.scratch)[:min(n, len(self.scratch))])
             if not got:
                 raise TarError(f"{self.label} is truncated: input ends at byte {self.pos:,}")
             self.pos += got

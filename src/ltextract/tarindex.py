@@ -94,6 +94,13 @@ class _Reader:
             if hasattr(mmap, "MADV_RANDOM"):
                 self.map.madvise(mmap.MADV_RANDOM)
 
+    def release(self, start: int, end: int) -> None:
+        """Unmap pages already scanned (they stay in the page cache): touched header pages of a
+        mapping count as resident, which would make the scan's RSS grow with the tar."""
+        if self.map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            first = start - start % mmap.PAGESIZE
+            self.map.madvise(mmap.MADV_DONTNEED, first, min(end, self.size) - first)
+
     def read(self, offset: int, n: int) -> bytes:
         if self.map is not None:
             return self.map[offset:offset + n]
@@ -263,6 +270,7 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
             if b"\n" in b"\x00".join(names[len(names) - count:]):  # names hold no NUL: one check
                 count -= _drop_newlines(names, offsets, sizes, count)
             groups.append(Group(group, start, end - start, count))
+            reader.release(start, end)
             if progress:
                 progress(end - done)
                 done = end
