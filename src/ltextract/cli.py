@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ltextract import __version__, extract, manifest, tarindex
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
-from ltextract.splits import SPLITS, TOP, check_split, load_lists
+from ltextract.splits import SPLITS, TOP, canonical_sha256, check_split, load_lists
 
 DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
@@ -136,7 +136,8 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
             record = {"files": len(rows), "bytes": sum(r.size for r in rows),
                       "copied": len(w.todo), "kept": len(w.kept),
                       "seconds": round(time.monotonic() - started, 3),
-                      "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
+                      "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published,
+                               "canonical_sha256": canonical_sha256((e.path, e.label) for e in sl.entries)}}
             manifest.write_split(out, w.split, rows)
             manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")})
             summary["splits"][w.split] = record

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from ltextract.base import LtError, ListError, label_of
 from ltextract.manifest import Row, list_path, read_manifest, read_metadata
-from ltextract.splits import PINS, TOP, check_totals, parse_list
+from ltextract.splits import PINS, TOP, canonical_sha256, check_totals, parse_list
 
 HASH_CHUNK = 1 << 20
 
@@ -88,12 +88,13 @@ def check_list(out: Path, split: str, rows: list[Row], meta: dict) -> list[Probl
     listed = [tuple(line.rsplit(" ", 1)) for line in data.decode("utf-8", "replace").splitlines()]
     if listed != [(r.path, str(r.label)) for r in rows]:
         return [Problem(name, f"differs from {split}.csv")]
-    original = b"".join(f"{TOP[split]}/{r.path.split('/', 1)[1]} {r.label}\n".encode() for r in rows)
-    if hashlib.sha256(original).hexdigest() != meta.get("sha256"):
+    original = [(f"{TOP[split]}/{r.path.split('/', 1)[1]}", r.label) for r in rows]
+    if canonical_sha256(original) != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]
     if meta.get("published"):
+        data = "".join(f"{p} {label}\n" for p, label in original).encode()
         try:
-            check_totals(PINS[split], parse_list(original, PINS[split].filename), name)
+            check_totals(PINS[split], parse_list(data, PINS[split].filename), name)
         except ListError as e:
             return [Problem(name, str(e))]
     return []
