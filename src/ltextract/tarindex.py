@@ -5,6 +5,7 @@ absolute offset in the outer file, so extraction never opens the nested tars at 
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import mmap
@@ -290,6 +291,7 @@ def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
         "nested": index.nested,
         "groups": [[g.name, g.offset, g.size, g.count] for g in index.groups],
     }
+    _remove_dead_temps(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
@@ -302,6 +304,24 @@ def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
         if tmp.exists():
             tmp.unlink()
     return dest
+
+
+def _remove_dead_temps(dest: Path) -> None:
+    """Temporary files of index writers that were killed; a live writer's file is left alone."""
+    for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        pid = tmp.name[len(dest.name) + 2:-4]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        pass
+    return True
 
 
 def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
