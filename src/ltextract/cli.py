@@ -75,10 +75,16 @@ class _DownloadingCommand(click.Command):
     """A command that may download lists: its --help states how long a download can take."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from ltextract.fetch import TOTAL_TIMEOUT_NOTE  # imports requests: only when shown
+        from ltextract import fetch  # imports requests: only when help is shown
 
+        urls = sum(len(m) for m in fetch.MIRRORS.values())
+        worst = urls * (fetch.TOTAL + sum(fetch.TIMEOUT)) / 60
+        pauses = fetch.BACKOFF * (2 ** fetch.RETRIES - 1)
         with formatter.section("Downloads"):
-            formatter.write_text(TOTAL_TIMEOUT_NOTE)
+            formatter.write_text(f"{fetch.TOTAL_TIMEOUT_NOTE} With every one of the {urls} published"
+                                 f" mirrors failing that way, giving up takes at most about"
+                                 f" {worst:.0f} min. A refused connection or an HTTP error costs a"
+                                 f" mirror at most its backoff pauses ({pauses:g} s).")
         super().format_epilog(ctx, formatter)
 
 

@@ -64,4 +64,9 @@ def test_help_states_the_download_bound(command):
     text = " ".join(r.stdout.split())
     assert r.returncode == 0
     assert f"{fetch.RETRIES + 1} attempts" in text
-    assert f"at most about {fetch.TOTAL + sum(fetch.TIMEOUT):g} s" in text
+    per_mirror = fetch.TOTAL + sum(fetch.TIMEOUT)
+    assert f"at most about {per_mirror:g} s" in text
+    urls = sum(len(m) for m in fetch.MIRRORS.values())
+    assert f"{urls} published mirrors" in text
+    assert f"at most about {urls * per_mirror / 60:.0f} min" in text
+    assert f"backoff pauses ({PAUSES:g} s)" in text
