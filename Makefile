@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-heavy bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+test-heavy: install
+	$(PY) -m pytest -q -m heavy
 
 clean:
 	rm -rf $(VENV) $(DEMO) build src/*.egg-info

@@ -141,8 +141,8 @@ def test_size_field_larger_than_archive(tmp_path):
     data[148:156] = b"%06o\x00 " % sum(data[:BLOCK])
     bad = tmp_path / "ILSVRC2012_img_val.tar"
     bad.write_bytes(bytes(data))
-    with pytest.raises(TarError, match="truncated|past the end"):
-        tarindex.scan(bad, False)
+    with pytest.raises(TarError, match="corrupt: .* claims 8,589,934,592 bytes, more than the whole"):
+        tarindex.scan(bad, False)  # 8 GiB: more than even the complete official val tar
 
 
 def test_flat_tar_of_empty_archive(tmp_path):

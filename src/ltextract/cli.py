@@ -1,6 +1,7 @@
 """Command line: a thin layer over the stages. stdout carries data, stderr progress and messages."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -70,6 +71,23 @@ def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarin
         return tarindex.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
 
 
+class _DownloadingCommand(click.Command):
+    """A command that may download lists: its --help states how long a download can take."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from ltextract import fetch  # imports requests: only when help is shown
+
+        urls = sum(len(m) for m in fetch.MIRRORS.values())
+        worst = urls * (fetch.TOTAL + sum(fetch.TIMEOUT)) / 60
+        pauses = fetch.BACKOFF * (2 ** fetch.RETRIES - 1)
+        with formatter.section("Downloads"):
+            formatter.write_text(f"{fetch.TOTAL_TIMEOUT_NOTE} With every one of the {urls} published"
+                                 f" mirrors failing that way, giving up takes at most about"
+                                 f" {worst:.0f} min. A refused connection or an HTTP error costs a"
+                                 f" mirror at most its backoff pauses ({pauses:g} s).")
+        super().format_epilog(ctx, formatter)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ltextract")
 def cli() -> None:
@@ -93,7 +111,7 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
     return urls
 
 
-@cli.command()
+@cli.command(cls=_DownloadingCommand)
 @manual_dir_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS),
@@ -121,6 +139,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
     tars = {top: find_tar(manual, TARS[top]) for top in sorted({TOP[s] for s in chosen})}
     extract.prepare_out(out)
     with extract.OutLock(out):
+        extract.remove_stale_temps(out)
         lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
@@ -181,7 +200,7 @@ def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
     say(f"ok: {files:,} files in {', '.join(report.splits)} match their manifests", quiet)
 
 
-@cli.command()
+@cli.command(cls=_DownloadingCommand)
 @click.option("--dest", type=click.Path(path_type=Path),
               help="Folder to write the lists into [default: the cache dir].")
 def fetch(dest: Optional[Path]) -> None:
@@ -257,10 +276,7 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("ltextract: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("ltextract: interrupted; finished files are kept, re-run to complete", err=True)
         sys.exit(130)
     except Terminated:
@@ -271,6 +287,7 @@ def main() -> None:
         sys.exit(1)
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        click.echo(f"ltextract: error: {where}{e.strerror or e}", err=True)
+        hint = "; free some space and re-run to finish" if e.errno == errno.ENOSPC else ""
+        click.echo(f"ltextract: error: {where}{e.strerror or e}{hint}", err=True)
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -10,13 +10,15 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import stat
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, TextIO
 
 from ltextract.base import LtError, TarError
 from ltextract.splits import SplitList
@@ -121,12 +123,27 @@ def prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise LtError(f"output path {out} exists and is not a folder")
     try:
-        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        probe = out / STATE_DIR / f"probe.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out / STATE_DIR)
+        fd, probe = tempfile.mkstemp(dir=out / STATE_DIR, prefix="probe.")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise LtError(f"cannot write to output folder {out}: {e.strerror}") from None
+
+
+#: Temporary names of an interrupted run that no later step would reuse: manifests, lists and
+#: metadata written by base.atomic_writer (".<name>.<random>.tmp") and journal rewrites.
+_STALE = re.compile(r"\.((train|val|test)\.csv|ImageNet_LT_(train|val|test)\.txt|ltextract\.json)"
+                    r"\.[^/]+\.tmp")
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Delete what a killed run left behind; call with the OUT lock held (no other run writes)."""
+    for folder, pattern in ((out, _STALE), (out / STATE_DIR, re.compile(r"[a-z]+\.tmp"))):
+        for entry in os.scandir(folder):
+            if pattern.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 def ensure_dir(path: Path) -> None:
@@ -151,9 +168,14 @@ def journal_path(out: Path, split: str) -> Path:
 def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
     """Finished files from earlier runs against the same tar; anything else is redone."""
     try:
-        lines = journal_path(out, split).read_text("utf-8", "surrogateescape").splitlines()
+        with _open_nofollow(journal_path(out, split), os.O_RDONLY, "r") as f:
+            lines = f.read().splitlines()
     except FileNotFoundError:
         return {}
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a planted link is no journal of ours; Journal replaces it
+            return {}
+        raise
     if not lines or lines[0] != identity:
         return {}
     done: dict[str, Done] = {}
@@ -168,17 +190,28 @@ class Journal:
     def __init__(self, out: Path, split: str, identity: str, keep: Iterable[Done]):
         path = journal_path(out, split)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(identity + "\n")
-            f.writelines(_journal_line(d) for d in keep)
-        os.replace(tmp, path)
-        self.file = open(path, "a", encoding="utf-8", errors="surrogateescape")
+        _unlink_quietly(tmp)  # and never write through whatever was planted there
+        try:
+            with _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "w") as f:
+                f.write(identity + "\n")
+                f.writelines(_journal_line(d) for d in keep)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        # line-buffered: a killed run loses at most the lines of the files in flight
+        self.file = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, "a", buffering=1)
 
     def add(self, done: Done) -> None:
         self.file.write(_journal_line(done))
 
     def close(self) -> None:
         self.file.close()
+
+
+def _open_nofollow(path: Path, flags: int, mode: str, buffering: int = -1) -> TextIO:
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return open(fd, mode, buffering, encoding="utf-8", errors="surrogateescape")
 
 
 def _journal_line(d: Done) -> str:
@@ -251,10 +284,12 @@ def copy_one(src_fd: int, out: Path, job: Job) -> Done:
         os.close(fd)
         fd = -1
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         _unlink_quietly(tmp)
+        if isinstance(e, OSError) and not e.filename:  # write() errors do not say where
+            e.filename = str(final)
         raise
     return Done(job.rel, job.size, mtime_ns, digest)
 
@@ -349,11 +384,14 @@ def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> Non
 def run_split(out: Path, work: SplitWork, workers: int,
               progress: Callable[[int], None]) -> dict[str, Done]:
     done = {d.rel: d for d in work.kept}
-    journal = Journal(out, work.split, work.identity, work.kept)
     try:
-        for d in copy_jobs(out, work.todo, workers, progress):
-            journal.add(d)
-            done[d.rel] = d
-    finally:
-        journal.close()
+        journal = Journal(out, work.split, work.identity, work.kept)
+        try:
+            for d in copy_jobs(out, work.todo, workers, progress):
+                journal.add(d)
+                done[d.rel] = d
+        finally:
+            journal.close()
+    except OSError as e:  # the journal's own writes; copy_jobs words its errors itself
+        raise LtError(_write_error(journal_path(out, work.split), e)) from None
     return done

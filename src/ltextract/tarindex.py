@@ -5,6 +5,7 @@ absolute offset in the outer file, so extraction never opens the nested tars at 
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import mmap
@@ -115,17 +116,17 @@ def iter_members(read: Callable[[int, int], bytes], start: int, end: int,
     while pos < end:
         block = read(pos, BLOCK)
         if len(block) < BLOCK or pos + BLOCK > end:
-            raise _Truncated(pos, pos + BLOCK, "header")
+            raise _Truncated(pos, pos + BLOCK, "header", end)
         if block == ZERO_BLOCK:
             return
         try:
             header = parse_header(block)
+            size = pax_size(pax, header.size) if not header.is_meta else header.size
         except TarError as e:
             raise TarError(f"{where}: header at offset {pos:,}: {e}") from None
-        size = pax_size(pax, header.size) if not header.is_meta else header.size
         data = pos + BLOCK
         if data + size > end:
-            raise _Truncated(pos, data + size, header.name)
+            raise _Truncated(pos, data + size, header.name, end)
         if header.typeflag == GNU_LONGNAME:
             long_name = decode_name(read(data, size).split(b"\x00", 1)[0])
         elif header.typeflag == PAX_LOCAL:
@@ -142,12 +143,13 @@ def iter_members(read: Callable[[int, int], bytes], start: int, end: int,
         pos = data + padded(size)
 
 
-class _Truncated(Exception):
-    """A header or payload runs past the end of its tar; turned into a TarError with context."""
+class _Truncated(TarError):
+    """A header or payload runs past the end of its tar; `scan` rewords it with the file's context."""
 
-    def __init__(self, header_at: int, needs: int, what: str):
-        super().__init__(header_at, needs, what)
-        self.header_at, self.needs, self.what = header_at, needs, what
+    def __init__(self, header_at: int, needs: int, what: str, end: int):
+        super().__init__(f"{what} (header at offset {header_at:,}) needs bytes up to {needs:,},"
+                         f" past the end of its tar at {end:,}")
+        self.header_at, self.needs, self.what, self.end = header_at, needs, what, end
 
 
 def normalise(name: str, wnid: str = "") -> str:
@@ -164,11 +166,17 @@ def truncation_message(path: Path, size: int, where: str, t: _Truncated) -> str:
     if official and size != official:
         hint = (f" (the official {path.name} is {official:,} bytes, this file {size:,}:"
                 " an incomplete download?)")
-    if t.needs > size:
-        return (f"{path} is truncated: {where}: {t.what} (header at offset {t.header_at:,})"
-                f" needs bytes up to {t.needs:,} but the file ends at {size:,}{hint}")
-    return (f"{where}: {t.what} (header at offset {t.header_at:,}) claims bytes up to"
-            f" {t.needs:,}, past the end of its tar: corrupt archive{hint}")
+    # A cut file explains a member running past its end, unless the member lies inside a class
+    # tar (which the outer scan found whole) or claims more than even the complete file holds.
+    whole = max(size, official or 0)
+    inner = where[len(str(path)):].lstrip(": ")  # the class tar, when the member is in one
+    member = f"{inner + ': ' if inner else ''}{t.what} (header at offset {t.header_at:,})"
+    if t.end >= size and t.needs - t.header_at <= whole:
+        return (f"{path} is truncated: {member} needs bytes up to {t.needs:,} but the file ends"
+                f" at {size:,}{hint}")
+    bound = f"past the end of its tar at {t.end:,}" if t.end < size else \
+        f"more than the whole file ({size:,} bytes)"
+    return f"{path} is corrupt: {member} claims {t.needs - t.header_at - BLOCK:,} bytes, {bound}"
 
 
 def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
@@ -283,6 +291,7 @@ def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
         "nested": index.nested,
         "groups": [[g.name, g.offset, g.size, g.count] for g in index.groups],
     }
+    _remove_dead_temps(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
@@ -295,6 +304,24 @@ def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
         if tmp.exists():
             tmp.unlink()
     return dest
+
+
+def _remove_dead_temps(dest: Path) -> None:
+    """Temporary files of index writers that were killed; a live writer's file is left alone."""
+    for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        pid = tmp.name[len(dest.name) + 2:-4]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        pass
+    return True
 
 
 def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
