@@ -249,6 +249,42 @@ def synth(out: Path, classes: int, seed: int) -> None:
     click.echo(str(result.manual_dir))
 
 
+@cli.command()
+@click.argument("out", required=False, type=click.Path(path_type=Path))
+@click.option("--splits-dir", type=click.Path(path_type=Path),
+              help="Count ImageNet_LT_train.txt in this folder instead of a built OUT.")
+@click.option("--json", "as_json", is_flag=True, help="Print groups, class lists and counts as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print wnid,label,train_count,group per class.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.png",
+              help="Also draw the sorted class-frequency curve (needs ltextract[plot]).")
+@click.option("--quiet", "-q", is_flag=True)
+def stats(out: Optional[Path], splits_dir: Optional[Path], as_json: bool, as_csv: bool,
+          plot: Optional[Path], quiet: bool) -> None:
+    """Per-class train counts and the many- (>100), medium- (20-100) and few-shot (<20) groups.
+
+    \b
+    Example:
+      ltextract stats ~/data/ImageNet_LT --plot lt.png
+      ltextract stats --splits-dir lists/ --json | jq '.groups.few.wnids'
+    """
+    from ltextract import stats as st
+
+    if (out is None) == (splits_dir is None):
+        raise click.UsageError("give either OUT or --splits-dir DIR")
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    if out is not None and not out.is_dir():
+        raise LtError(f"{out} is not a folder")
+    result = st.from_out(out) if out is not None else st.from_splits_dir(splits_dir)  # type: ignore[arg-type]
+    if plot is not None:
+        st.plot(result, plot)
+        say(f"wrote {plot}", quiet)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        click.echo(st.render_csv(result) if as_csv else st.render_table(result), nl=False)
+
+
 def main() -> None:
     """Entry point: every failure becomes one `ltextract: error:` line and an exit code."""
     try:
