@@ -46,3 +46,18 @@ def error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("ltextract: error:")]
     assert len(lines) == 1, stderr
     return lines[0]
+
+
+def tar_bytes(syn) -> dict[str, bytes]:
+    """Expected output bytes per OUT-relative path, read with tarfile as a reference."""
+    raw = {"train": syn.train_tar.read_bytes(), "val": syn.val_tar.read_bytes()}
+    refs = {"train": reference_members(syn.train_tar, True), "val": reference_members(syn.val_tar, False)}
+    expected = {}
+    for split, top in (("train", "train"), ("val", "train"), ("test", "val")):
+        for line in syn.lists[split].read_text().splitlines():
+            path, _ = line.split()
+            _, wnid, name = path.split("/")
+            key = (f"{wnid}.tar", name) if top == "train" else ("", name)
+            off, size = refs[top][key]
+            expected[f"{split}/{wnid}/{name}"] = raw[top][off:off + size]
+    return expected

@@ -13,13 +13,14 @@ from typing import Any, Iterator, Optional
 import click
 from tqdm import tqdm
 
-from ltextract import __version__, extract, manifest, tarindex
+from ltextract import __version__, extract, manifest, shards, tarindex
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
 from ltextract.splits import SPLITS, TOP, check_split, load_lists
 
 DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
+FORMATS = ("folders", "webdataset")
 
 
 class Terminated(BaseException):
@@ -104,16 +105,26 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
               help="Fetch one split's list from URL (repeatable).")
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Reads and writes in flight.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="folders", show_default=True,
+              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards.")
+@click.option("--shard-size", default="1GB", show_default=True, metavar="SIZE|Nfiles",
+              help="webdataset shard size: bytes (512MB, 1GiB) or samples per shard (5000files).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and warnings on stderr.")
 def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
-          split_urls: tuple[str, ...], workers: int, as_json: bool, quiet: bool) -> None:
-    """Build OUT/<split>/<wnid>/<file> with CSV manifests; resumable, atomic per file.
+          split_urls: tuple[str, ...], workers: int, fmt: str, shard_size: str, as_json: bool,
+          quiet: bool) -> None:
+    """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
 
     \b
     Example:
       ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
+      ltextract build --out lt-wds --format webdataset --shard-size 512MB
     """
+    try:
+        shard_spec = shards.parse_shard_size(shard_size)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--shard-size") from None
     chosen = tuple(dict.fromkeys(splits)) or SPLITS
     urls = parse_split_urls(split_urls)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -125,6 +136,12 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
         indexes = {top: load_index(tar, top, quiet) for top, tar in tars.items()}
+        check_format(out, chosen, fmt)
+        if fmt == "webdataset":
+            summary = build_shards(out, lists, indexes, shard_spec, workers, quiet)
+            if as_json:
+                click.echo(json.dumps(summary, indent=2))
+            return
         work = extract.prepare(out, extract.plan(lists, indexes), indexes, lists)
         summary: dict[str, Any] = {"out": str(out), "splits": {}}
         for w in work:
@@ -138,13 +155,52 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
                       "seconds": round(time.monotonic() - started, 3),
                       "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
             manifest.write_split(out, w.split, rows)
-            manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")})
+            manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
+                                     | {"format": "folders"})
             summary["splits"][w.split] = record
             say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
                 f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
                 quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+
+
+def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
+    """Refuse to mix formats in one split folder: the other format's files would be strays."""
+    try:
+        built = manifest.read_metadata(out)["splits"]
+    except LtError:
+        return
+    for split in splits:
+        before = built.get(split, {}).get("format", "folders") if split in built else fmt
+        if before != fmt:
+            raise LtError(f"{out / split} holds a --format {before} build; remove it or use another --out")
+
+
+def build_shards(out: Path, lists: dict, indexes: dict, size: shards.ShardSize, workers: int,
+                 quiet: bool) -> dict[str, Any]:
+    summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
+    jobs = extract.plan(lists, indexes)
+    extract.check_space(out, [j for js in jobs.values() for j in js])
+    for split, split_jobs in jobs.items():
+        started = time.monotonic()
+        tar_id = extract.tar_identity(indexes[TOP[split]])
+        with bar(split, sum(j.size for j in split_jobs), quiet) as b:
+            result = shards.build_split(out, split, split_jobs, size, tar_id, workers, b.update)
+        where = {s.job.rel: (sh.rel, s.key) for sh in result.shards for s in sh.samples}
+        rows = [Row(j.rel, j.label, j.wnid, j.size, result.digests[j.rel], *where[j.rel])
+                for j in split_jobs]
+        sl = lists[split]
+        record = {"format": "webdataset", "files": len(rows), "bytes": sum(r.size for r in rows),
+                  "shards": len(result.shards), "shard_size": str(size),
+                  "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
+        manifest.write_split(out, split, rows, with_list=False)
+        manifest.update_metadata(out, split, record)
+        summary["splits"][split] = record | {"copied_shards": result.copied, "kept_shards": result.kept,
+                                             "seconds": round(time.monotonic() - started, 3)}
+        say(f"{split}: {len(rows):,} samples in {len(result.shards):,} shard(s), {record['bytes'] / 1e6:,.1f} MB"
+            f" (wrote {result.copied:,}, kept {result.kept:,})", quiet)
+    return summary
 
 
 @cli.command()

@@ -16,6 +16,8 @@ from ltextract import __version__
 from ltextract.base import LtError, atomic_write
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
+#: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
+SHARD_COLUMNS = ("shard", "key")
 METADATA = "ltextract.json"
 
 
@@ -26,6 +28,8 @@ class Row:
     wnid: str
     size: int
     sha256: str
+    shard: str = ""  # webdataset builds only
+    key: str = ""
 
     @property
     def file_name(self) -> str:
@@ -41,11 +45,15 @@ def list_path(out: Path, split: str) -> Path:
     return out / f"ImageNet_LT_{split}.txt"
 
 
-def render_manifest(rows: Iterable[Row]) -> bytes:
+def render_manifest(rows: list[Row]) -> bytes:
+    """The same columns whatever the source; webdataset builds add where each sample lives."""
+    sharded = any(r.shard for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows((r.path, r.label, r.wnid, r.size, r.sha256, r.file_name) for r in rows)
+    writer.writerow(COLUMNS + SHARD_COLUMNS if sharded else COLUMNS)
+    for r in rows:
+        rec = (r.path, r.label, r.wnid, r.size, r.sha256, r.file_name)
+        writer.writerow(rec + (r.shard, r.key) if sharded else rec)
     return buf.getvalue().encode("utf-8")
 
 
@@ -54,9 +62,11 @@ def render_list(rows: Iterable[Row]) -> bytes:
     return "".join(f"{r.path} {r.label}\n" for r in rows).encode("utf-8")
 
 
-def write_split(out: Path, split: str, rows: list[Row]) -> None:
+def write_split(out: Path, split: str, rows: list[Row], with_list: bool = True) -> None:
+    """`with_list=False` for shards: a list of paths that do not exist on disk would mislead."""
     atomic_write(manifest_path(out, split), render_manifest(rows))
-    atomic_write(list_path(out, split), render_list(rows))
+    if with_list:
+        atomic_write(list_path(out, split), render_list(rows))
 
 
 def read_manifest(out: Path, split: str) -> list[Row]:
@@ -74,7 +84,8 @@ def read_manifest(out: Path, split: str) -> list[Row]:
     for n, rec in enumerate(reader, start=2):
         try:
             rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]],
-                            int(rec[cols["size"]]), rec[cols["sha256"]]))
+                            int(rec[cols["size"]]), rec[cols["sha256"]],
+                            *(rec[cols[c]] for c in SHARD_COLUMNS if c in cols)))
         except (IndexError, ValueError):
             raise LtError(f"{path}:{n}: malformed manifest row") from None
     return rows
