@@ -1,7 +1,9 @@
 """Shared helpers for the tests: run the CLI as users do, read tars with the stdlib as a reference."""
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -61,3 +63,52 @@ def tar_bytes(syn) -> dict[str, bytes]:
             off, size = refs[top][key]
             expected[f"{split}/{wnid}/{name}"] = raw[top][off:off + size]
     return expected
+
+
+LAYOUTS = ("tree", "tree-val-wnid", "kaggle", "class-tars")
+
+
+def explode(syn, root: Path, layout: str) -> Path:
+    """The synthetic tars rewritten (with tarfile, independent of ltextract) as another shape users
+    keep ImageNet in; returns the manual dir. Layouts: `tree` (train/<wnid>/, flat val/),
+    `tree-val-wnid` (val/<wnid>/), `kaggle` (ILSVRC/Data/CLS-LOC/{train,val}, flat val) and
+    `class-tars` (ILSVRC2012_img_train/<wnid>.tar beside the val tar)."""
+    base = root / "ILSVRC" / "Data" / "CLS-LOC" if layout == "kaggle" else root
+    val_wnid = {}
+    for line in syn.lists["test"].read_text().splitlines():
+        _, wnid, name = line.split()[0].split("/")
+        val_wnid[name] = wnid
+    with tarfile.open(syn.train_tar) as outer:
+        for m in outer:
+            name = normalise(m.name)
+            if not (m.isreg() and name.endswith(".tar") and "/" not in name):
+                continue
+            data = outer.extractfile(m).read()
+            if layout == "class-tars":
+                (root / "ILSVRC2012_img_train").mkdir(parents=True, exist_ok=True)
+                (root / "ILSVRC2012_img_train" / name).write_bytes(data)
+                continue
+            with tarfile.open(fileobj=io.BytesIO(data)) as inner:
+                for im in inner:
+                    file = normalise(im.name, name[:-4])
+                    if im.isreg() and "/" not in file:
+                        dest = base / "train" / name[:-4] / file
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(inner.extractfile(im).read())
+    if layout == "class-tars":
+        shutil.copyfile(syn.val_tar, root / syn.val_tar.name)
+        return root
+    with tarfile.open(syn.val_tar) as val:
+        for m in val:
+            file = normalise(m.name)
+            if m.isreg() and "/" not in file:
+                folder = base / "val" / (val_wnid.get(file, "unlisted") if layout == "tree-val-wnid" else "")
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / file).write_bytes(val.extractfile(m).read())
+    return root
+
+
+def out_files(out: Path) -> dict[str, bytes]:
+    """Every file of a build except ltextract's own state and metadata (which name the source)."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".ltextract" not in p.parts and p.name != "ltextract.json"}

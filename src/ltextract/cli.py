@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 import click
 from tqdm import tqdm
 
-from ltextract import __version__, extract, manifest, shards, tarindex
+from ltextract import __version__, extract, links, manifest, shards, sources, tarindex
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
 from ltextract.splits import SPLITS, TOP, check_split, load_lists
@@ -109,12 +109,23 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
               help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards.")
 @click.option("--shard-size", default="1GB", show_default=True, metavar="SIZE|Nfiles",
               help="webdataset shard size: bytes (512MB, 1GiB) or samples per shard (5000files).")
+@click.option("--train-source", type=click.Path(path_type=Path), metavar="PATH",
+              help="Train images from this tar, folder of class tars or tree [default: detected].")
+@click.option("--val-source", type=click.Path(path_type=Path), metavar="PATH",
+              help="Val images from this tar or tree (flat or wnid folders) [default: detected].")
+@click.option("--link", type=click.Choice(links.MODES), default="copy", show_default=True,
+              help="How files from an extracted tree reach OUT (hardlink/symlink: no space).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and warnings on stderr.")
 def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
-          split_urls: tuple[str, ...], workers: int, fmt: str, shard_size: str, as_json: bool,
+          split_urls: tuple[str, ...], workers: int, fmt: str, shard_size: str,
+          train_source: Optional[Path], val_source: Optional[Path], link: str, as_json: bool,
           quiet: bool) -> None:
     """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
+
+    The manual dir may hold the two tars, the train tar unpacked into class tars
+    (ILSVRC2012_img_train/n*.tar), or extracted trees (train/n*/, val/ flat or in wnid
+    folders, or Kaggle's ILSVRC/Data/CLS-LOC/{train,val}).
 
     \b
     Example:
@@ -125,29 +136,42 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
         shard_spec = shards.parse_shard_size(shard_size)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--shard-size") from None
+    if link != "copy" and fmt == "webdataset":
+        raise click.UsageError("--link applies to --format folders (shards always hold copies)")
     chosen = tuple(dict.fromkeys(splits)) or SPLITS
     urls = parse_split_urls(split_urls)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    manual = resolve_manual_dir(manual_dir)
-    tars = {top: find_tar(manual, TARS[top]) for top in sorted({TOP[s] for s in chosen})}
+    tops = sorted({TOP[s] for s in chosen})
+    explicit = {"train": train_source, "val": val_source}
+    manual = resolve_manual_dir(manual_dir) if any(explicit[t] is None for t in tops) else None
+    srcs = {top: sources.resolve(manual, top, explicit[top]) for top in tops}
+    if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):
+        raise LtError(f"--link {link} needs an extracted tree as source, but "
+                      + "; ".join(s.describe() for s in srcs.values()))
     extract.prepare_out(out)
     with extract.OutLock(out):
         lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
-        indexes = {top: load_index(tar, top, quiet) for top, tar in tars.items()}
         check_format(out, chosen, fmt)
+        for src in srcs.values():
+            say(src.describe(), quiet)
+        jobs, identities = sources.plan(lists, srcs, lambda s: load_index(s.path, s.top, quiet),
+                                        lambda tar: tarindex.load_or_scan(tar, nested=False), link)
         if fmt == "webdataset":
-            summary = build_shards(out, lists, indexes, shard_spec, workers, quiet)
+            summary = build_shards(out, lists, jobs, identities, shard_spec, workers, quiet)
             if as_json:
                 click.echo(json.dumps(summary, indent=2))
             return
-        work = extract.prepare(out, extract.plan(lists, indexes), indexes, lists)
+        work = extract.prepare(out, jobs, identities, lists)
+        placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}  # one notice per run
+        place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items() if s.kind != "tar"}
         summary: dict[str, Any] = {"out": str(out), "splits": {}}
         for w in work:
             started = time.monotonic()
+            src = srcs[TOP[w.split]]
             with bar(f"{w.split}", sum(j.size for j in w.todo), quiet) as b:
-                done = extract.run_split(out, w, workers, b.update)
+                done = extract.run_split(out, w, workers, b.update, place.get(src.top))
             rows = [Row(j.rel, j.label, j.wnid, j.size, done[j.rel].sha256) for j in w.jobs]
             sl = lists[w.split]
             record = {"files": len(rows), "bytes": sum(r.size for r in rows),
@@ -156,7 +180,8 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
                       "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
             manifest.write_split(out, w.split, rows)
             manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
-                                     | {"format": "folders"})
+                                     | {"format": "folders", "source": src.kind,
+                                        "link": link if src.kind == "tree" else "copy"})
             summary["splits"][w.split] = record
             say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
                 f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
@@ -177,16 +202,15 @@ def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
             raise LtError(f"{out / split} holds a --format {before} build; remove it or use another --out")
 
 
-def build_shards(out: Path, lists: dict, indexes: dict, size: shards.ShardSize, workers: int,
-                 quiet: bool) -> dict[str, Any]:
+def build_shards(out: Path, lists: dict, jobs: dict[str, list[extract.Job]], identities: dict[str, str],
+                 size: shards.ShardSize, workers: int, quiet: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
-    jobs = extract.plan(lists, indexes)
     extract.check_space(out, [j for js in jobs.values() for j in js])
     for split, split_jobs in jobs.items():
         started = time.monotonic()
-        tar_id = extract.tar_identity(indexes[TOP[split]])
         with bar(split, sum(j.size for j in split_jobs), quiet) as b:
-            result = shards.build_split(out, split, split_jobs, size, tar_id, workers, b.update)
+            result = shards.build_split(out, split, split_jobs, size, identities[TOP[split]], workers,
+                                        b.update)
         where = {s.job.rel: (sh.rel, s.key) for sh in result.shards for s in sh.samples}
         rows = [Row(j.rel, j.label, j.wnid, j.size, result.digests[j.rel], *where[j.rel])
                 for j in split_jobs]

@@ -49,12 +49,17 @@ class Done:
 
 # --- planning (pure) --------------------------------------------------------------------
 
-def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[str, list[Job]]:
-    """Jobs per split in list order; `indexes` maps a list's top ("train"/"val") to its tar."""
-    wanted: dict[str, set[tuple[str, str]]] = {}
+def wanted(lists: dict[str, SplitList]) -> dict[str, set[tuple[str, str]]]:
+    """(wnid, file) keys each top ("train"/"val") must provide."""
+    keys: dict[str, set[tuple[str, str]]] = {}
     for sl in lists.values():
-        wanted.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
-    where = {top: locate(indexes[top], keys) for top, keys in wanted.items()}
+        keys.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
+    return keys
+
+
+def plan_located(lists: dict[str, SplitList], where: dict[str, dict[tuple[str, str], tuple[Path, int, int]]],
+                 source_names: dict[str, str]) -> dict[str, list[Job]]:
+    """Jobs from (wnid, file) -> (file holding the bytes, offset, size), whatever the source."""
     jobs: dict[str, list[Job]] = {}
     for split, sl in lists.items():
         top = sl.entries[0].top
@@ -63,9 +68,8 @@ def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[
         if missing:
             first = ", ".join(e.path for e in missing[:5])
             raise LtError(f"{len(missing):,} image(s) named by {Path(sl.source).name} are missing from"
-                          f" {indexes[top].path.name}: {first}{' …' if len(missing) > 5 else ''}")
-        tar = indexes[top].path
-        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, tar,
+                          f" {source_names[top]}: {first}{' …' if len(missing) > 5 else ''}")
+        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label,
                            *found[(e.wnid, e.file)]) for e in sl.entries]
     return jobs
 
@@ -266,14 +270,17 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def copy_jobs(out: Path, todo: list[Job], workers: int,
-              progress: Callable[[int], None]) -> Iterator[Done]:
-    """Copy in offset order with a few reads in flight; yields each finished file."""
+def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int], None],
+              place: Optional[Callable[[Job], Done]] = None) -> Iterator[Done]:
+    """Copy in offset order with a few reads in flight; yields each finished file.
+
+    `place` handles sources of many files (trees, class tars): it opens each job's file itself.
+    """
     ordered = sorted(todo, key=lambda j: (str(j.tar), j.offset))
     batches = [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
     stop = threading.Event()
     fds: dict[Path, int] = {}
-    for tar in {j.tar for j in todo}:
+    for tar in {j.tar for j in todo} if place is None else ():
         fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
 
     def run(batch: list[Job]) -> list[Done]:
@@ -281,7 +288,7 @@ def copy_jobs(out: Path, todo: list[Job], workers: int,
         for job in batch:
             if stop.is_set():
                 break
-            finished.append(copy_one(fds[job.tar], out, job))
+            finished.append(place(job) if place else copy_one(fds[job.tar], out, job))
         return finished
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-copy")
@@ -317,15 +324,17 @@ class SplitWork:
     todo: list[Job]
 
 
-def prepare(out: Path, jobs: dict[str, list[Job]], indexes: dict[str, ArchiveIndex],
+def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
             lists: dict[str, SplitList]) -> list[SplitWork]:
-    """What each split still needs, after folders are checked and stale files dropped."""
+    """What each split still needs, after folders are checked and stale files dropped.
+
+    `identities` maps a list top to its source's identity (`tar_identity` for a tar)."""
     work = []
     for split, split_jobs in jobs.items():
         ensure_dir(out / split)
         for wnid in sorted({j.wnid for j in split_jobs}):
             ensure_dir(out / split / wnid)
-        identity = tar_identity(indexes[lists[split].entries[0].top])
+        identity = identities[lists[split].entries[0].top]
         journal = read_journal(out, split, identity)
         kept, todo = pending(out, split_jobs, journal)
         _drop_unlisted(out, journal, {j.rel for j in split_jobs})
@@ -346,12 +355,12 @@ def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> Non
                 os.unlink(out / rel)
 
 
-def run_split(out: Path, work: SplitWork, workers: int,
-              progress: Callable[[int], None]) -> dict[str, Done]:
+def run_split(out: Path, work: SplitWork, workers: int, progress: Callable[[int], None],
+              place: Optional[Callable[[Job], Done]] = None) -> dict[str, Done]:
     done = {d.rel: d for d in work.kept}
     journal = Journal(out, work.split, work.identity, work.kept)
     try:
-        for d in copy_jobs(out, work.todo, workers, progress):
+        for d in copy_jobs(out, work.todo, workers, progress, place):
             journal.add(d)
             done[d.rel] = d
     finally:

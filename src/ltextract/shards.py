@@ -214,10 +214,16 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
     digests: dict[str, str] = {}
     for sh, _ in kept_done:
         digests.update(_kept_digests(out, sh))
-    fds = {tar: os.open(tar, os.O_RDONLY | os.O_CLOEXEC) for tar in {j.tar for j in jobs}}
+    files = {j.tar for j in jobs}
+    many = len(files) > 2  # a tree or class tars: open each file when it is read
+    fds = {} if many else {tar: os.open(tar, os.O_RDONLY | os.O_CLOEXEC) for tar in files}
 
     def read(job: Job) -> bytes:
-        data = os.pread(fds[job.tar], job.size, job.offset)
+        if many:
+            with open(job.tar, "rb", buffering=0) as f:
+                data = os.pread(f.fileno(), job.size, job.offset)
+        else:
+            data = os.pread(fds[job.tar], job.size, job.offset)
         if len(data) != job.size:
             raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to {job.offset + job.size:,}")
         return data

@@ -46,10 +46,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_file(out: Path, row: Row) -> Optional[Problem]:
+def check_file(out: Path, row: Row, follow: bool = False) -> Optional[Problem]:
+    """`follow`: the build placed symlinks (--link symlink); check what they point to."""
     path = out / row.path
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
         return Problem(row.path, "missing")
     if not stat.S_ISREG(st.st_mode):
@@ -136,8 +137,10 @@ def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]
         else:
             problems += check_list(out, split, rows, record.get("list", {}))
             problems += strays(out, split, rows)
+            follow = record.get("link") == "symlink"
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                for row, problem in zip(rows, pool.map(lambda r: check_file(out, r), rows, chunksize=64)):
+                for row, problem in zip(rows, pool.map(lambda r: check_file(out, r, follow), rows,
+                                                       chunksize=64)):
                     if problem:
                         problems.append(problem)
                     if progress:

@@ -1,0 +1,160 @@
+"""Every source shape builds the same OUT; link modes; detection and its errors."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+
+import pytest
+
+from ltextract import links, sources
+from ltextract.synth import SynthSpec, make_manual_dir
+from lt_util import LAYOUTS, error_line, explode, out_files, run_cli
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    return make_manual_dir(tmp_path_factory.mktemp("src") / "manual",
+                           SynthSpec(classes=7, seed=8, prefix="wnid/", extras=True, payload=2000))
+
+
+@pytest.fixture(scope="module")
+def lists(syn):
+    return syn.manual_dir
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"LTEXTRACT_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def build(manual, lists, out, env, *extra):
+    return run_cli("build", "--manual-dir", manual, "--splits-dir", lists, "--out", out, *extra, env=env)
+
+
+@pytest.fixture(scope="module")
+def reference(syn, lists, tmp_path_factory):
+    """OUT built from the two tars: what every other source must reproduce byte for byte."""
+    tmp = tmp_path_factory.mktemp("ref")
+    out = tmp / "out"
+    r = build(syn.manual_dir, lists, out, {"LTEXTRACT_CACHE_DIR": str(tmp / "cache")})
+    assert r.returncode == 0, r.stderr
+    return out_files(out)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_source_builds_the_same_out(layout, syn, lists, reference, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", layout)
+    out = tmp_path / "out"
+    r = build(manual, lists, out, env)
+    assert r.returncode == 0, r.stderr
+    kind = "class-tars" if layout == "class-tars" else "tree"
+    assert f"({'folder of class tars' if kind == 'class-tars' else 'folder of wnid folders'})" in r.stderr
+    got = out_files(out)
+    assert got.keys() == reference.keys()
+    assert got == reference  # files, manifests and rewritten lists
+    assert run_cli("verify", out, env=env).returncode == 0
+    meta = json.loads((out / "ltextract.json").read_text())
+    assert meta["splits"]["train"]["source"] == kind
+
+
+def can_clone(folder) -> bool:
+    """Whether this filesystem clones (btrfs, XFS) or ltextract must fall back (ext4, tmpfs)."""
+    (folder / "a").write_bytes(b"x" * 4096)
+    with open(folder / "a", "rb") as src, open(folder / "b", "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), links.FICLONE, src.fileno())
+            return True
+        except OSError:
+            return False
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink", "reflink"])
+def test_link_modes(mode, syn, lists, reference, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", "tree")
+    out = tmp_path / "out"
+    r = build(manual, lists, out, env, "--link", mode, "--json")
+    assert r.returncode == 0, r.stderr
+    assert out_files(out) == reference
+    for split, top in (("train", "train"), ("val", "train"), ("test", "val")):
+        for p in sorted((out / split).rglob("*.JPEG")):
+            src = manual / top / (p.parent.name if top == "train" else "") / p.name
+            if mode == "hardlink":
+                assert p.stat().st_ino == src.stat().st_ino and p.stat().st_nlink >= 2
+            elif mode == "symlink":
+                assert p.is_symlink() and os.readlink(p) == str(src.resolve())
+            else:  # a clone or a copy, never the same inode
+                assert not p.is_symlink() and p.stat().st_ino != src.stat().st_ino
+    notices = [line for line in r.stderr.splitlines() if "reflink is not supported" in line]
+    assert len(notices) == (0 if mode != "reflink" or can_clone(tmp_path) else 1)
+    assert run_cli("verify", out, env=env).returncode == 0
+    again = build(manual, lists, out, env, "--link", mode, "--json")
+    assert again.returncode == 0, again.stderr
+    copied = {s: v["copied"] for s, v in json.loads(again.stdout)["splits"].items()}
+    if mode != "symlink":  # links are not regular files, so they are simply placed again
+        assert copied == {"train": 0, "val": 0, "test": 0}
+
+
+def test_symlinked_out_verifies_the_sources(syn, lists, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", "tree")
+    out = tmp_path / "out"
+    assert build(manual, lists, out, env, "--link", "symlink").returncode == 0
+    victim = sorted((manual / "val").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:-1] + b"!")
+    r = run_cli("verify", out, "--json", env=env)
+    assert r.returncode == 1
+    assert [p["path"].rsplit("/", 1)[1] for p in json.loads(r.stdout)["problems"]] == [victim.name]
+
+
+def test_explicit_sources_need_no_manual_dir(syn, lists, reference, tmp_path, env):
+    tree = explode(syn, tmp_path / "elsewhere", "kaggle") / "ILSVRC" / "Data" / "CLS-LOC"
+    out = tmp_path / "out"
+    r = run_cli("build", "--train-source", tree / "train", "--val-source", syn.val_tar,
+                "--splits-dir", lists, "--out", out, env={**env, "LTEXTRACT_MANUAL_DIR": str(tmp_path / "no")})
+    assert r.returncode == 0, r.stderr
+    assert out_files(out) == reference
+
+
+def test_webdataset_from_a_tree_equals_webdataset_from_tars(syn, lists, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", "tree-val-wnid")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert build(syn.manual_dir, lists, a, env, "--format", "webdataset", "--shard-size", "9files").returncode == 0
+    assert build(manual, lists, b, env, "--format", "webdataset", "--shard-size", "9files").returncode == 0
+    assert out_files(a) == out_files(b)
+
+
+def test_missing_file_in_a_tree_is_named(syn, lists, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", "tree")
+    gone = sorted((manual / "val").iterdir())[3]
+    gone.unlink()
+    r = build(manual, lists, tmp_path / "out", env)
+    assert r.returncode == 1
+    line = error_line(r.stderr)
+    assert gone.name in line and "missing from" in line and str(manual / "val") in line
+
+
+def test_link_with_only_tars_is_refused(syn, lists, tmp_path, env):
+    r = build(syn.manual_dir, lists, tmp_path / "out", env, "--link", "hardlink")
+    assert r.returncode == 1 and "needs an extracted tree" in error_line(r.stderr)
+    r = build(syn.manual_dir, lists, tmp_path / "out", env, "--link", "hardlink", "--format", "webdataset")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_detection(tmp_path):
+    (tmp_path / "train" / "n01440764").mkdir(parents=True)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"x")
+    assert sources.detect(tmp_path, "train") == sources.Source("train", "tree", tmp_path / "train")
+    assert sources.detect(tmp_path, "val") == sources.Source("val", "tree", tmp_path / "val", flat=True)
+    (tmp_path / "ILSVRC2012_img_val.tar").write_bytes(b"")
+    assert sources.detect(tmp_path, "val").kind == "tar"  # the tar wins over a tree
+    ct = tmp_path / "c"
+    ct.mkdir()
+    (ct / "n01440764.tar").write_bytes(b"")
+    assert sources.describe_path(ct, "train").kind == "class-tars"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(sources.TarError, match="holds no wnid folders"):
+        sources.describe_path(empty, "train")
+    with pytest.raises(sources.TarError, match="ILSVRC2012_img_train.tar not found"):
+        sources.detect(empty, "train")
