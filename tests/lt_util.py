@@ -65,14 +65,33 @@ def tar_bytes(syn) -> dict[str, bytes]:
     return expected
 
 
-LAYOUTS = ("tree", "tree-val-wnid", "kaggle", "class-tars")
+LAYOUTS = ("tree", "tree-val-wnid", "kaggle", "class-tars", "multipart")
+
+
+def split_tar(tar: Path, dest: Path, nested: bool, parts: int = 4) -> list[Path]:
+    """`dest/<tar>.001`, ... cut in the middle of member payloads, so reads must straddle parts."""
+    data = tar.read_bytes()
+    members = sorted(reference_members(tar, nested).values())
+    cuts = [members[len(members) * k // parts] for k in range(1, parts)]
+    bounds = [0] + [off + max(1, size // 2) for off, size in cuts] + [len(data)]
+    paths = []
+    for i in range(parts):
+        paths.append(dest / f"{tar.name}.{i + 1:03d}")
+        paths[-1].write_bytes(data[bounds[i]:bounds[i + 1]])
+    return paths
 
 
 def explode(syn, root: Path, layout: str) -> Path:
     """The synthetic tars rewritten (with tarfile, independent of ltextract) as another shape users
     keep ImageNet in; returns the manual dir. Layouts: `tree` (train/<wnid>/, flat val/),
     `tree-val-wnid` (val/<wnid>/), `kaggle` (ILSVRC/Data/CLS-LOC/{train,val}, flat val) and
-    `class-tars` (ILSVRC2012_img_train/<wnid>.tar beside the val tar)."""
+    `class-tars` (ILSVRC2012_img_train/<wnid>.tar beside the val tar), `multipart` (both tars cut
+    into four parts each, .001 to .004)."""
+    if layout == "multipart":
+        root.mkdir(parents=True)
+        split_tar(syn.train_tar, root, nested=True)
+        split_tar(syn.val_tar, root, nested=False)
+        return root
     base = root / "ILSVRC" / "Data" / "CLS-LOC" if layout == "kaggle" else root
     val_wnid = {}
     for line in syn.lists["test"].read_text().splitlines():

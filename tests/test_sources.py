@@ -6,10 +6,12 @@ import json
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ltextract import links, sources
+from ltextract import links, multipart, sources
 from ltextract.synth import SynthSpec, make_manual_dir
-from lt_util import LAYOUTS, error_line, explode, out_files, run_cli
+from lt_util import LAYOUTS, error_line, explode, out_files, reference_members, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,9 @@ def test_every_source_builds_the_same_out(layout, syn, lists, reference, tmp_pat
     out = tmp_path / "out"
     r = build(manual, lists, out, env)
     assert r.returncode == 0, r.stderr
-    kind = "class-tars" if layout == "class-tars" else "tree"
-    assert f"({'folder of class tars' if kind == 'class-tars' else 'folder of wnid folders'})" in r.stderr
+    kind = layout if layout in ("class-tars", "multipart") else "tree"
+    said = {"class-tars": "folder of class tars", "multipart": "tar in 4 parts"}.get(kind, "folder of wnid folders")
+    assert f"train from {manual}" in r.stderr and f"({said})" in r.stderr
     got = out_files(out)
     assert got.keys() == reference.keys()
     assert got == reference  # files, manifests and rewritten lists
@@ -115,8 +118,9 @@ def test_explicit_sources_need_no_manual_dir(syn, lists, reference, tmp_path, en
     assert out_files(out) == reference
 
 
-def test_webdataset_from_a_tree_equals_webdataset_from_tars(syn, lists, tmp_path, env):
-    manual = explode(syn, tmp_path / "manual", "tree-val-wnid")
+@pytest.mark.parametrize("layout", ["tree-val-wnid", "class-tars", "multipart"])
+def test_webdataset_from_any_source_equals_webdataset_from_tars(layout, syn, lists, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", layout)
     a, b = tmp_path / "a", tmp_path / "b"
     assert build(syn.manual_dir, lists, a, env, "--format", "webdataset", "--shard-size", "9files").returncode == 0
     assert build(manual, lists, b, env, "--format", "webdataset", "--shard-size", "9files").returncode == 0
@@ -158,3 +162,47 @@ def test_detection(tmp_path):
         sources.describe_path(empty, "train")
     with pytest.raises(sources.TarError, match="ILSVRC2012_img_train.tar not found"):
         sources.detect(empty, "train")
+
+
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=6), st.data())
+@settings(max_examples=60, deadline=None)
+def test_parts_reader_reads_like_the_whole(tmp_path_factory, sizes, data):
+    folder = tmp_path_factory.mktemp("parts")
+    whole = (bytes(range(256)) * (sum(sizes) // 256 + 1))[:sum(sizes)]
+    pos = 0
+    for i, n in enumerate(sizes):
+        (folder / f"x.tar.{i + 1:03d}").write_bytes(whole[pos:pos + n])
+        pos += n
+    reader = multipart.PartsReader(folder / "x.tar.001")
+    try:
+        assert reader.size == len(whole)
+        for _ in range(5):
+            offset = data.draw(st.integers(0, len(whole) + 2))
+            n = data.draw(st.integers(0, len(whole) + 2))
+            assert reader.read(offset, n) == whole[offset:offset + n]
+    finally:
+        reader.close()
+
+
+def test_a_gap_in_the_parts_is_named(syn, lists, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", "multipart")
+    (manual / "ILSVRC2012_img_val.tar.002").unlink()
+    r = build(manual, lists, tmp_path / "out", env, "--split", "test")
+    assert r.returncode == 1
+    line = error_line(r.stderr)
+    assert "ILSVRC2012_img_val.tar.002 is missing" in line and ".003" in line
+
+
+def test_split_tar_index_is_cached_with_offsets_into_the_whole(syn, lists, tmp_path, env):
+    manual = explode(syn, tmp_path / "manual", "multipart")
+    for _ in range(2):
+        r = run_cli("index", "--manual-dir", manual, env=env)
+        assert r.returncode == 0, r.stderr
+    assert "cached" in r.stdout
+    listed = run_cli("index", "--manual-dir", manual, "--list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    reference = reference_members(syn.train_tar, True)
+    lines = [line.split("\t") for line in listed.stdout.splitlines()]
+    train = {(a.split("/", 1)[1], m): (int(o), int(n)) for a, m, o, n in lines
+             if a.startswith("ILSVRC2012_img_train.tar.001/")}
+    assert train == reference and train

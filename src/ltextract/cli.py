@@ -1,6 +1,7 @@
 """Command line: a thin layer over the stages. stdout carries data, stderr progress and messages."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from typing import Any, Iterator, Optional
 import click
 from tqdm import tqdm
 
-from ltextract import __version__, extract, links, manifest, shards, sources, tarindex
+from ltextract import __version__, extract, links, manifest, multipart, shards, sources, tarindex
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
 from ltextract.splits import SPLITS, TOP, check_split, load_lists
@@ -55,19 +56,8 @@ def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
     return path
 
 
-def find_tar(manual_dir: Path, name: str) -> Path:
-    path = manual_dir / name
-    if not path.exists():
-        raise TarError(f"{name} not found in {manual_dir}")
-    if not path.is_file():
-        raise TarError(f"{path} is not a regular file")
-    if not os.access(path, os.R_OK):
-        raise TarError(f"{path} is not readable")
-    return path
-
-
 def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarindex.ArchiveIndex:
-    with bar(f"index {tar.name}", tar.stat().st_size, quiet) as b:
+    with bar(f"index {tar.name}", multipart.stat(tar)[0], quiet) as b:
         return tarindex.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
 
 
@@ -149,7 +139,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
         raise LtError(f"--link {link} needs an extracted tree as source, but "
                       + "; ".join(s.describe() for s in srcs.values()))
     extract.prepare_out(out)
-    with extract.OutLock(out):
+    with extract.OutLock(out), contextlib.ExitStack() as stack:
         lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
@@ -165,7 +155,12 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
             return
         work = extract.prepare(out, jobs, identities, lists)
         placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}  # one notice per run
-        place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items() if s.kind != "tar"}
+        place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
+                 if s.kind not in sources.INDEXED}
+        for top, s in srcs.items():
+            if s.kind == "multipart":
+                reader = stack.enter_context(contextlib.closing(multipart.PartsReader(s.path)))
+                place[top] = lambda job, r=reader: extract.write_one(out, job, r.read(job.offset, job.size))
         summary: dict[str, Any] = {"out": str(out), "splits": {}}
         for w in work:
             started = time.monotonic()
@@ -292,12 +287,17 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
       ltextract index --manual-dir ~/imagenet --list | awk -F'\\t' '{s += $4} END {print s}'
     """
     manual = resolve_manual_dir(manual_dir)
-    present = {top: manual / name for top, name in TARS.items() if (manual / name).exists()}
+    present = {}
+    for top, name in TARS.items():  # a tar or a split tar (.tar.001, ...); trees have no index
+        for path in (manual / name, multipart.first_part(manual / name)):
+            if path.exists():
+                present[top] = sources.describe_path(path, top).path
+                break
     if not present:
         raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}")
     for top, tar in present.items():
         started = time.monotonic()
-        idx = load_index(find_tar(manual, tar.name), top, quiet, refresh)
+        idx = load_index(tar, top, quiet, refresh)
         seconds = time.monotonic() - started
         if as_list:
             for group, members in idx.iter_groups():

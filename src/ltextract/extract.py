@@ -239,7 +239,11 @@ def _gb(n: int) -> str:
 
 
 def copy_one(src_fd: int, out: Path, job: Job) -> Done:
-    data = os.pread(src_fd, job.size, job.offset)
+    return write_one(out, job, os.pread(src_fd, job.size, job.offset))
+
+
+def write_one(out: Path, job: Job, data: bytes) -> Done:
+    """Write a job's bytes (however they were read) to its final path atomically."""
     if len(data) != job.size:
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")

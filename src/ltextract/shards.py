@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from ltextract import multipart
 from ltextract.base import LtError, TarError, atomic_write
 from ltextract.extract import (TMP_SUFFIX, Done, Job, Journal, _unlink_quietly, _write_error,
                                ensure_dir, read_journal)
@@ -216,14 +217,14 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
         digests.update(_kept_digests(out, sh))
     files = {j.tar for j in jobs}
     many = len(files) > 2  # a tree or class tars: open each file when it is read
-    fds = {} if many else {tar: os.open(tar, os.O_RDONLY | os.O_CLOEXEC) for tar in files}
+    readers = {} if many else {tar: multipart.open_bytes(tar) for tar in files}
 
     def read(job: Job) -> bytes:
         if many:
             with open(job.tar, "rb", buffering=0) as f:
                 data = os.pread(f.fileno(), job.size, job.offset)
         else:
-            data = os.pread(fds[job.tar], job.size, job.offset)
+            data = readers[job.tar].read(job.offset, job.size)
         if len(data) != job.size:
             raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to {job.offset + job.size:,}")
         return data
@@ -243,8 +244,8 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
         raise LtError(_write_error(out, e)) from None
     finally:
         jl.close()
-        for fd in fds.values():
-            os.close(fd)
+        for reader in readers.values():
+            reader.close()
     write_index(out, split, shards)
     return SplitResult(shards, digests, len(todo), len(kept_done))
 

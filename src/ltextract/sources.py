@@ -5,6 +5,7 @@ Per list top ("train" / "val"), the first that exists wins:
 | kind       | train                                        | val                                  |
 |------------|----------------------------------------------|--------------------------------------|
 | tar        | ILSVRC2012_img_train.tar (tar of class tars) | ILSVRC2012_img_val.tar (flat)        |
+| multipart  | ILSVRC2012_img_train.tar.001, .002, ...      | ILSVRC2012_img_val.tar.001, ...      |
 | class-tars | ILSVRC2012_img_train/ or train/: n*.tar      | -                                    |
 | tree       | train/ or ILSVRC/Data/CLS-LOC/train/: n*/    | val/ or .../CLS-LOC/val/: flat or n*/|
 
@@ -21,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ltextract import extract
+from ltextract import extract, multipart
 from ltextract.base import TRAIN_TAR, VAL_TAR, TarError
 from ltextract.extract import Job
 from ltextract.splits import SplitList
 from ltextract.tarindex import ArchiveIndex, normalise
 
-KINDS = ("tar", "class-tars", "tree")
+KINDS = ("tar", "multipart", "class-tars", "tree")
+INDEXED = ("tar", "multipart")  # located through the header index of one (split) archive
 TARS = {"train": TRAIN_TAR, "val": VAL_TAR}
 KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
 FOLDERS = {"train": ("ILSVRC2012_img_train", "train", KAGGLE / "train"),
@@ -47,8 +49,11 @@ class Source:
     flat: bool = False  # tree only: images directly in `path`, no wnid folders
 
     def describe(self) -> str:
-        what = {"tar": "tar", "class-tars": "folder of class tars",
-                "tree": "flat folder" if self.flat else "folder of wnid folders"}[self.kind]
+        if self.kind == "multipart":
+            what = f"tar in {len(multipart.parts_of(self.path))} parts"
+        else:
+            what = {"tar": "tar", "class-tars": "folder of class tars",
+                    "tree": "flat folder" if self.flat else "folder of wnid folders"}[self.kind]
         return f"{self.top} from {self.path} ({what})"
 
 
@@ -57,6 +62,8 @@ def detect(manual: Path, top: str) -> Source:
     tar = manual / TARS[top]
     if tar.exists():
         return describe_path(tar, top)
+    if multipart.first_part(tar).exists():
+        return describe_path(multipart.first_part(tar), top)
     for rel in FOLDERS[top]:
         if (manual / rel).is_dir():
             return describe_path(manual / rel, top)
@@ -73,7 +80,7 @@ def describe_path(path: Path, top: str) -> Source:
     if stat.S_ISREG(st.st_mode):
         if not os.access(path, os.R_OK):
             raise TarError(f"{path} is not readable")
-        return Source(top, "tar", path)
+        return Source(top, "multipart" if multipart.is_first_part(path) else "tar", path)
     if not stat.S_ISDIR(st.st_mode):
         raise TarError(f"{path} is neither a tar nor a folder")
     dirs = tars = files = 0
@@ -146,7 +153,7 @@ def plan(lists: dict[str, SplitList], srcs: dict[str, Source], tar_index: Callab
     where, names, identities = {}, {}, {}
     for top, keys in extract.wanted(lists).items():
         src = srcs[top]
-        if src.kind == "tar":
+        if src.kind in INDEXED:
             index = tar_index(src)
             where[top] = {k: (index.path, *v) for k, v in extract.locate(index, keys).items()}
             identities[top] = extract.tar_identity(index)
