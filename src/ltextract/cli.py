@@ -37,15 +37,35 @@ def say(msg: str, quiet: bool = False) -> None:
         click.echo(msg, err=True)
 
 
+class Terminal:
+    """What --quiet and --progress asked for; one command runs per process."""
+    quiet = False
+    progress = False
+
+
 def warn(msg: str) -> None:
-    click.echo(f"ltextract: warning: {msg}", err=True)
+    if not Terminal.quiet:
+        click.echo(f"ltextract: warning: {msg}", err=True)
 
 
 @contextmanager
 def bar(desc: str, total: int, quiet: bool) -> Iterator[tqdm]:
+    """On stderr, only when it is a terminal (tqdm's disable=None) unless --progress."""
+    disable = True if quiet else (False if Terminal.progress else None)
     with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-              disable=True if quiet else None, file=sys.stderr, leave=False) as b:
+              disable=disable, file=sys.stderr, leave=False) as b:
         yield b
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    setattr(Terminal, param.name or "", value)
+    return value
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, callback=_remember,
+                            help="Print nothing on stderr but errors.")
+progress_option = click.option("--progress", is_flag=True, callback=_remember, expose_value=False,
+                               help="Show progress bars even when stderr is not a terminal.")
 
 
 def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
@@ -64,7 +84,20 @@ def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarin
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ltextract")
 def cli() -> None:
-    """Build ImageNet-LT from the two ILSVRC2012 tars, reading only the bytes it needs."""
+    """Build ImageNet-LT from ILSVRC2012 (the two tars, split tars, class tars or extracted
+    trees), reading only the bytes it needs.
+
+    stdout carries only data (lists, --json, tables); messages and progress go to stderr.
+
+    \b
+    Example:
+      ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
+      ltextract stats ~/data/ImageNet_LT --plot lt.png
+
+    \b
+    Shell completion (bash; zsh_source / fish_source likewise):
+      eval "$(_LTEXTRACT_COMPLETE=bash_source ltextract)"
+    """
 
 
 manual_dir_option = click.option(
@@ -106,7 +139,8 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--link", type=click.Choice(links.MODES), default="copy", show_default=True,
               help="How files from an extracted tree reach OUT (hardlink/symlink: no space).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="Only errors and warnings on stderr.")
+@quiet_option
+@progress_option
 def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
           split_urls: tuple[str, ...], workers: int, fmt: str, shard_size: str,
           train_source: Optional[Path], val_source: Optional[Path], link: str, as_json: bool,
@@ -226,7 +260,8 @@ def build_shards(out: Path, lists: dict, jobs: dict[str, list[extract.Job]], ide
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
+@progress_option
 def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
     """Check every file of OUT against its manifest, the lists and the published totals.
 
@@ -258,7 +293,8 @@ def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
 @cli.command()
 @click.option("--dest", type=click.Path(path_type=Path),
               help="Folder to write the lists into [default: the cache dir].")
-def fetch(dest: Optional[Path]) -> None:
+@quiet_option
+def fetch(dest: Optional[Path], quiet: bool) -> None:
     """Download the three published lists and check them against their pinned sha256.
 
     Mirrors are tried in order, each with timeouts and a few retries. Prints each list's path.
@@ -278,7 +314,8 @@ def fetch(dest: Optional[Path]) -> None:
 @click.option("--list", "as_list", is_flag=True,
               help="Stream archive<TAB>member<TAB>offset<TAB>size lines on stdout.")
 @click.option("--refresh", is_flag=True, help="Rescan even when the cached index matches.")
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
+@progress_option
 def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool) -> None:
     """Build (or load from the cache) the member index of the tars and summarise it.
 
@@ -314,7 +351,8 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Manual dir to create.")
 @click.option("--classes", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
-def synth(out: Path, classes: int, seed: int) -> None:
+@quiet_option
+def synth(out: Path, classes: int, seed: int, quiet: bool) -> None:
     """Write a small ILSVRC2012-shaped manual dir (nested class tars, flat val tar, tiny JPEGs,
     real wnids) and matching long-tailed lists ImageNet_LT_{train,val,test}.txt.
 
@@ -337,7 +375,7 @@ def synth(out: Path, classes: int, seed: int) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="Print wnid,label,train_count,group per class.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.png",
               help="Also draw the sorted class-frequency curve (needs ltextract[plot]).")
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
 def stats(out: Optional[Path], splits_dir: Optional[Path], as_json: bool, as_csv: bool,
           plot: Optional[Path], quiet: bool) -> None:
     """Per-class train counts and the many- (>100), medium- (20-100) and few-shot (<20) groups.
