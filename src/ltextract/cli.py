@@ -102,8 +102,8 @@ def cli() -> None:
 
 manual_dir_option = click.option(
     "--manual-dir", type=click.Path(path_type=Path),
-    help="Folder holding ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
-         "[default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
+    help="Folder holding the ILSVRC2012 images: the two tars, split tars (.tar.001, ...), class tars"
+         " or extracted trees [default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
 
 
 def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
@@ -147,9 +147,9 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
           quiet: bool) -> None:
     """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
 
-    The manual dir may hold the two tars, the train tar unpacked into class tars
-    (ILSVRC2012_img_train/n*.tar), or extracted trees (train/n*/, val/ flat or in wnid
-    folders, or Kaggle's ILSVRC/Data/CLS-LOC/{train,val}).
+    The manual dir may hold the two tars, tars split into parts (.tar.001, .002, ...), the
+    train tar unpacked into class tars (ILSVRC2012_img_train/n*.tar), or extracted trees
+    (train/n*/, val/ flat or in wnid folders, or Kaggle's ILSVRC/Data/CLS-LOC/{train,val}).
 
     \b
     Example:

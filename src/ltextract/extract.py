@@ -248,13 +248,22 @@ def write_one(out: Path, job: Job, data: bytes) -> Done:
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
     digest = hashlib.sha256(data).hexdigest()
-    final = out / job.rel
-    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
+
+    def fill(fd: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+
+    return Done(job.rel, job.size, place_atomically(out / job.rel, fill), digest)
+
+
+def place_atomically(final: Path, fill: Callable[[int], None]) -> int:
+    """Create `final` through a temporary name in its folder; `fill(fd)` writes the content.
+    Returns the file's mtime_ns for the journal."""
+    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fill(fd)
         mtime_ns = os.fstat(fd).st_mtime_ns
         os.close(fd)
         fd = -1
@@ -264,7 +273,7 @@ def write_one(out: Path, job: Job, data: bytes) -> Done:
             os.close(fd)
         _unlink_quietly(tmp)
         raise
-    return Done(job.rel, job.size, mtime_ns, digest)
+    return mtime_ns
 
 
 def _unlink_quietly(path: Path) -> None:

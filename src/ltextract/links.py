@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Callable
 
 from ltextract.base import LtError
-from ltextract.extract import TMP_SUFFIX, Done, Job, _unlink_quietly, copy_one
+from ltextract.extract import TMP_SUFFIX, Done, Job, _unlink_quietly, copy_one, place_atomically
 
 MODES = ("copy", "hardlink", "reflink", "symlink")
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 #: What FICLONE answers where cloning is impossible: fall back to copying.
 _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM}
+
+
+class _CannotClone(Exception):
+    def __init__(self, error: OSError):
+        self.error = error
 
 
 def _sha256_of(fd: int, size: int) -> str:
@@ -35,14 +40,6 @@ def _sha256_of(fd: int, size: int) -> str:
         h.update(chunk)
         pos += len(chunk)
     return h.hexdigest()
-
-
-def _tmp_of(final: Path) -> Path:
-    return final.with_name(f".{final.name}{TMP_SUFFIX}")
-
-
-def _placed(job: Job, final: Path, digest: str) -> Done:
-    return Done(job.rel, job.size, os.lstat(final).st_mtime_ns, digest)
 
 
 class Placer:
@@ -66,7 +63,7 @@ class Placer:
             digest = _sha256_of(src_fd, job.size)
         finally:
             os.close(src_fd)
-        tmp = _tmp_of(final)
+        tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
         _unlink_quietly(tmp)
         try:
             if self.mode == "hardlink":
@@ -80,33 +77,23 @@ class Placer:
                 raise LtError(f"--link hardlink needs OUT on the same filesystem as {job.tar};"
                               " use --link reflink or copy") from None
             raise
-        return _placed(job, final, digest)
+        return Done(job.rel, job.size, os.lstat(final).st_mtime_ns, digest)
 
     def _reflink(self, src_fd: int, job: Job) -> Done:
-        final = self.out / job.rel
-        tmp = _tmp_of(final)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        try:
+        def clone(fd: int) -> None:
             try:
                 fcntl.ioctl(fd, FICLONE, src_fd)
             except OSError as e:
-                if e.errno not in _NO_CLONE:
-                    raise
-                os.close(fd)
-                fd = -1
-                _unlink_quietly(tmp)
-                self._fall_back(e)
-                return copy_one(src_fd, self.out, job)
-            digest = _sha256_of(src_fd, job.size)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, final)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        return _placed(job, final, digest)
+                if e.errno in _NO_CLONE:
+                    raise _CannotClone(e) from None
+                raise
+
+        try:
+            mtime_ns = place_atomically(self.out / job.rel, clone)
+        except _CannotClone as e:
+            self._fall_back(e.error)
+            return copy_one(src_fd, self.out, job)
+        return Done(job.rel, job.size, mtime_ns, _sha256_of(src_fd, job.size))
 
     def _fall_back(self, e: OSError) -> None:
         with self._lock:

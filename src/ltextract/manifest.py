@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ltextract import __version__
-from ltextract.base import LtError, atomic_write
+from ltextract.base import LtError, atomic_write, read_json
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
@@ -93,12 +93,7 @@ def read_manifest(out: Path, split: str) -> list[Row]:
 
 def read_metadata(out: Path) -> dict[str, Any]:
     path = out / METADATA
-    try:
-        meta = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise LtError(f"{out} holds no ltextract build ({METADATA} is missing)") from None
-    except (ValueError, UnicodeDecodeError):
-        raise LtError(f"{path} is not valid JSON") from None
+    meta = read_json(path, f"{out} holds no ltextract build ({METADATA} is missing)")
     if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
         raise LtError(f"{path} is not ltextract metadata")
     return meta

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ltextract import multipart
-from ltextract.base import LtError, TarError, atomic_write
+from ltextract.base import LtError, TarError, atomic_write, read_json
 from ltextract.extract import (TMP_SUFFIX, Done, Job, Journal, _unlink_quietly, _write_error,
                                ensure_dir, read_journal)
 from ltextract.tarheader import BLOCK, padded
@@ -270,12 +270,7 @@ def write_index(out: Path, split: str, shards: list[Shard]) -> None:
 
 def read_index(out: Path, split: str) -> dict:
     path = index_path(out, split)
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise LtError(f"{path} is missing: was the build of {split} finished?") from None
-    except (ValueError, UnicodeDecodeError):
-        raise LtError(f"{path} is not valid JSON") from None
+    data = read_json(path, f"{path} is missing: was the build of {split} finished?")
     if not isinstance(data, dict) or not isinstance(data.get("shards"), list):
         raise LtError(f"{path} is not an ltextract shard index")
     return data
