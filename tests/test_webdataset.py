@@ -153,3 +153,24 @@ def test_plan_bounds_and_keys(tmp_path):
     dup = jobs[:1] + [Job("val", "val/n1/ILSVRC2012_val_00000000.JPEG", "n1", 1, tmp_path, 0, 10)]
     with pytest.raises(Exception, match="share the webdataset key"):
         shards.plan("val", dup, shards.ShardSize(max_files=10))
+
+
+@pytest.mark.parametrize("name, size", [("a.jpg", 0), ("n01440764_10026.jpg", 110_000),
+                                        ("k" * 97 + ".cls", 3), ("é" * 60 + ".jpg", 700)])
+def test_headers_read_back_with_tarfile(name, size):
+    import tarfile
+
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    blob = shards._header(name, size) + payload + bytes(-size % 512) + bytes(1024)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tf:
+        (m,) = tf.getmembers()
+        assert (m.name, m.size, m.isreg()) == (name, size, True)
+        assert tf.extractfile(m).read() == payload
+
+
+def test_stats_of_a_webdataset_out(tmp_path, syn, env):
+    out = tmp_path / "out"
+    assert build(syn, out, env, "--split", "train").returncode == 0
+    a = json.loads(run_cli("stats", out, "--json").stdout)
+    b = json.loads(run_cli("stats", "--splits-dir", syn.manual_dir, "--json").stdout)
+    assert a["per_class"] == b["per_class"] == {w: n for w, n in syn.train_counts.items() if n}
