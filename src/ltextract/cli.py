@@ -177,7 +177,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
         lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
-        check_format(out, chosen, fmt)
+        manifest.check_format(out, chosen, fmt)
         for src in srcs.values():
             say(src.describe(), quiet)
         jobs, identities = sources.plan(lists, srcs, lambda s: load_index(s.path, s.top, quiet),
@@ -219,18 +219,6 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
         click.echo(json.dumps(summary, indent=2))
 
 
-def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
-    """Refuse to mix formats in one split folder: the other format's files would be strays."""
-    try:
-        built = manifest.read_metadata(out)["splits"]
-    except LtError:
-        return
-    for split in splits:
-        before = built.get(split, {}).get("format", "folders") if split in built else fmt
-        if before != fmt:
-            raise LtError(f"{out / split} holds a --format {before} build; remove it or use another --out")
-
-
 def build_shards(out: Path, lists: dict, jobs: dict[str, list[extract.Job]], identities: dict[str, str],
                  size: shards.ShardSize, workers: int, quiet: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
@@ -240,9 +228,7 @@ def build_shards(out: Path, lists: dict, jobs: dict[str, list[extract.Job]], ide
         with bar(split, sum(j.size for j in split_jobs), quiet) as b:
             result = shards.build_split(out, split, split_jobs, size, identities[TOP[split]], workers,
                                         b.update)
-        where = {s.job.rel: (sh.rel, s.key) for sh in result.shards for s in sh.samples}
-        rows = [Row(j.rel, j.label, j.wnid, j.size, result.digests[j.rel], *where[j.rel])
-                for j in split_jobs]
+        rows = result.rows(split_jobs)
         sl = lists[split]
         record = {"format": "webdataset", "files": len(rows), "bytes": sum(r.size for r in rows),
                   "shards": len(result.shards), "shard_size": str(size),

@@ -109,3 +109,15 @@ def update_metadata(out: Path, split: str, record: dict[str, Any]) -> None:
     meta["version"] = __version__
     meta["splits"][split] = record
     atomic_write(out / METADATA, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
+    """Refuse to mix formats in one split folder: the other format's files would be strays."""
+    try:
+        built = read_metadata(out)["splits"]
+    except LtError:
+        return
+    for split in splits:
+        before = built[split].get("format", "folders") if split in built else fmt
+        if before != fmt:
+            raise LtError(f"{out / split} holds a --format {before} build; remove it or use another --out")

@@ -23,6 +23,7 @@ from ltextract import multipart
 from ltextract.base import LtError, TarError, atomic_write, read_json
 from ltextract.extract import (TMP_SUFFIX, Done, Job, Journal, _unlink_quietly, _write_error,
                                ensure_dir, read_journal)
+from ltextract.manifest import Row
 from ltextract.tarheader import BLOCK, padded
 
 SHUFFLE_SEED = 0
@@ -198,6 +199,11 @@ class SplitResult:
     digests: dict[str, str]  # job.rel -> image sha256
     copied: int  # shards written by this run
     kept: int
+
+    def rows(self, jobs: list[Job]) -> list[Row]:
+        """Manifest rows in list order, each saying which shard and key hold the image."""
+        where = {s.job.rel: (sh.rel, s.key) for sh in self.shards for s in sh.samples}
+        return [Row(j.rel, j.label, j.wnid, j.size, self.digests[j.rel], *where[j.rel]) for j in jobs]
 
 
 def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_identity: str,
