@@ -4,6 +4,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -174,3 +179,29 @@ def test_stats_of_a_webdataset_out(tmp_path, syn, env):
     a = json.loads(run_cli("stats", out, "--json").stdout)
     b = json.loads(run_cli("stats", "--splits-dir", syn.manual_dir, "--json").stdout)
     assert a["per_class"] == b["per_class"] == {w: n for w, n in syn.train_counts.items() if n}
+
+
+def test_killed_webdataset_build_resumes_and_leaves_foreign_files(tmp_path, env):
+    big = make_manual_dir(tmp_path / "manual", SynthSpec(classes=20, seed=1, payload=40_000))
+    out = tmp_path / "out"
+    (out / "train").mkdir(parents=True)
+    foreign = out / "train" / "mine.tar"
+    foreign.write_bytes(b"not ours")
+    args = [sys.executable, "-m", "ltextract", "build", "--manual-dir", str(big.manual_dir), "--splits-dir",
+            str(big.manual_dir), "--out", str(out), "--workers", "1", "--format", "webdataset",
+            "--shard-size", "3files"]
+    proc = subprocess.Popen(args, env={**os.environ, **env}, stderr=subprocess.PIPE)
+    time.sleep(0.6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = build(big, out, env, "--shard-size", "3files", "--json")
+    assert r.returncode == 0, r.stderr
+    assert not list(out.rglob("*.ltx-part"))
+    assert foreign.read_bytes() == b"not ours"  # not ours to delete; verify reports it
+    report = json.loads(run_cli("verify", out, "--json", env=env).stdout)
+    assert [p["path"] for p in report["problems"]] == ["train/mine.tar"]
+    foreign.unlink()
+    assert run_cli("verify", out, env=env).returncode == 0
+    r = build(big, out, env, "--shard-size", "4files")  # other parameters: old shards go
+    assert r.returncode == 0, r.stderr
+    assert run_cli("verify", out, env=env).returncode == 0

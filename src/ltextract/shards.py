@@ -22,7 +22,7 @@ from typing import Callable, Optional
 from ltextract import multipart
 from ltextract.base import LtError, TarError, atomic_write, read_json
 from ltextract.extract import (TMP_SUFFIX, Done, Job, Journal, _unlink_quietly, _write_error,
-                               ensure_dir, read_journal)
+                               ensure_dir, journal_path, read_journal)
 from ltextract.manifest import Row
 from ltextract.tarheader import BLOCK, padded
 
@@ -214,10 +214,9 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
     ident = identity(tar_identity, size)
     journal = read_journal(out, split, ident)
     names = {sh.rel for sh in shards}
-    for entry in os.scandir(out / split):
-        stale = entry.name.endswith(TMP_SUFFIX) or (
-            f"{split}/{entry.name}" not in names and entry.name.endswith(".tar") and entry.is_file())
-        if stale:
+    ours = _written_before(out, split)
+    for entry in os.scandir(out / split):  # leftovers of ours; files we did not write are left
+        if entry.name.endswith(TMP_SUFFIX) or (f"{split}/{entry.name}" in ours - names):
             os.unlink(entry.path)
     kept_done, todo = [], []
     for sh in shards:
@@ -266,6 +265,16 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
             reader.close()
     write_index(out, split, shards)
     return SplitResult(shards, digests, len(todo), len(kept_done))
+
+
+def _written_before(out: Path, split: str) -> set[str]:
+    """Shards any earlier run journaled, whatever its parameters were."""
+    try:
+        with open(journal_path(out, split), encoding="utf-8", errors="surrogateescape") as f:
+            header = f.readline().rstrip("\n")
+    except FileNotFoundError:
+        return set()
+    return set(read_journal(out, split, header))
 
 
 def index_path(out: Path, split: str) -> Path:
