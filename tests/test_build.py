@@ -127,3 +127,15 @@ def test_killed_build_resumes(tmp_path, env):
     assert r.returncode == 0, r.stderr
     assert not list(out.rglob("*.ltx-part"))
     assert run_cli("verify", out, env=env).returncode == 0
+
+
+def test_custom_list_with_crlf_and_tabs_verifies(tmp_path, syn, env):
+    path = syn.lists["test"]
+    lines = path.read_text().splitlines()
+    path.write_bytes(("\r\n".join(line.replace(" ", "\t") for line in lines)).encode())  # no final EOL
+    out = tmp_path / "out"
+    r = build(syn, out, env, "--split", "test")
+    assert r.returncode == 0, r.stderr
+    assert (out / "ImageNet_LT_test.txt").read_text().splitlines() == [
+        "test/" + line.split("/", 1)[1] for line in lines]
+    assert run_cli("verify", out, env=env).returncode == 0

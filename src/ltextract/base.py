@@ -67,7 +67,7 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from other users
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide outputs from other users
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)
@@ -77,10 +77,14 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    """Read once at import, before any thread exists: os.umask can only be read by setting it."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def read_json(path: Path, missing: str) -> Any:

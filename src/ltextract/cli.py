@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ltextract import __version__, extract, links, manifest, multipart, shards, sources, tarindex
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
-from ltextract.splits import SPLITS, TOP, check_split, load_lists
+from ltextract.splits import SPLITS, TOP, SplitList, canonical_sha256, check_split, load_lists
 
 DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
@@ -188,7 +188,8 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
                 click.echo(json.dumps(summary, indent=2))
             return
         work = extract.prepare(out, jobs, identities, lists)
-        placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}  # one notice per run
+        # one Placer per mode, so a reflink fallback is announced once per run
+        placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
         place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
                  if s.kind not in sources.INDEXED}
         for top, s in srcs.items():
@@ -206,7 +207,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
             record = {"files": len(rows), "bytes": sum(r.size for r in rows),
                       "copied": len(w.todo), "kept": len(w.kept),
                       "seconds": round(time.monotonic() - started, 3),
-                      "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
+                      "list": list_record(sl)}
             manifest.write_split(out, w.split, rows)
             manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
                                      | {"format": "folders", "source": src.kind,
@@ -219,8 +220,15 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
         click.echo(json.dumps(summary, indent=2))
 
 
-def build_shards(out: Path, lists: dict, jobs: dict[str, list[extract.Job]], identities: dict[str, str],
-                 size: shards.ShardSize, workers: int, quiet: bool) -> dict[str, Any]:
+def list_record(sl: SplitList) -> dict[str, Any]:
+    """What ltextract.json keeps of a split's list, so verify can map OUT back to it."""
+    return {"source": sl.source, "sha256": sl.sha256, "published": sl.published,
+            "canonical_sha256": canonical_sha256((e.path, e.label) for e in sl.entries)}
+
+
+def build_shards(out: Path, lists: dict[str, SplitList], jobs: dict[str, list[extract.Job]],
+                 identities: dict[str, str], size: shards.ShardSize, workers: int,
+                 quiet: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
     extract.check_space(out, [j for js in jobs.values() for j in js])
     for split, split_jobs in jobs.items():
@@ -232,12 +240,13 @@ def build_shards(out: Path, lists: dict, jobs: dict[str, list[extract.Job]], ide
         sl = lists[split]
         record = {"format": "webdataset", "files": len(rows), "bytes": sum(r.size for r in rows),
                   "shards": len(result.shards), "shard_size": str(size),
-                  "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
+                  "list": list_record(sl)}
         manifest.write_split(out, split, rows, with_list=False)
         manifest.update_metadata(out, split, record)
         summary["splits"][split] = record | {"copied_shards": result.copied, "kept_shards": result.kept,
                                              "seconds": round(time.monotonic() - started, 3)}
-        say(f"{split}: {len(rows):,} samples in {len(result.shards):,} shard(s), {record['bytes'] / 1e6:,.1f} MB"
+        say(f"{split}: {len(rows):,} samples in {len(result.shards):,} shard(s),"
+            f" {record['bytes'] / 1e6:,.1f} MB"
             f" (wrote {result.copied:,}, kept {result.kept:,})", quiet)
     return summary
 

@@ -292,7 +292,8 @@ def render_index(split: str, shards: list[Shard], sizes: dict[str, int]) -> dict
 
 def write_index(out: Path, split: str, shards: list[Shard]) -> None:
     sizes = {s.rel: os.stat(out / s.rel).st_size for s in shards}
-    atomic_write(index_path(out, split), (json.dumps(render_index(split, shards, sizes), indent=2) + "\n").encode())
+    text = json.dumps(render_index(split, shards, sizes), indent=2) + "\n"
+    atomic_write(index_path(out, split), text.encode())
 
 
 def read_index(out: Path, split: str) -> dict:

@@ -147,8 +147,9 @@ def _locate_class_tars(src: Source, keys: set[Key], class_index: Callable[[Path]
     return found
 
 
-def plan(lists: dict[str, SplitList], srcs: dict[str, Source], tar_index: Callable[[Source], ArchiveIndex],
-         class_index: Callable[[Path], ArchiveIndex], link: str) -> tuple[dict[str, list[Job]], dict[str, str]]:
+def plan(lists: dict[str, SplitList], srcs: dict[str, Source],
+         tar_index: Callable[[Source], ArchiveIndex], class_index: Callable[[Path], ArchiveIndex],
+         link: str) -> tuple[dict[str, list[Job]], dict[str, str]]:
     """Jobs per split, and each top's source identity for the journal."""
     where, names, identities = {}, {}, {}
     for top, keys in extract.wanted(lists).items():

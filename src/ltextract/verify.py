@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from ltextract.base import LtError, ListError, label_of
 from ltextract.manifest import Row, list_path, read_manifest, read_metadata
-from ltextract.splits import PINS, TOP, check_totals, parse_list
+from ltextract.splits import PINS, TOP, canonical_sha256, check_totals, parse_list
 
 HASH_CHUNK = 1 << 20
 
@@ -95,12 +95,13 @@ def check_list(out: Path, split: str, rows: list[Row], meta: dict) -> list[Probl
 
 def check_recorded_list(split: str, rows: list[Row], meta: dict, name: str) -> list[Problem]:
     """The manifest maps back to the very list the build used (and its published totals)."""
-    original = b"".join(f"{TOP[split]}/{r.path.split('/', 1)[1]} {r.label}\n".encode() for r in rows)
-    if hashlib.sha256(original).hexdigest() != meta.get("sha256"):
+    original = [(f"{TOP[split]}/{r.path.split('/', 1)[1]}", r.label) for r in rows]
+    if canonical_sha256(original) != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]
     if meta.get("published"):
+        data = "".join(f"{p} {label}\n" for p, label in original).encode()
         try:
-            check_totals(PINS[split], parse_list(original, PINS[split].filename), name)
+            check_totals(PINS[split], parse_list(data, PINS[split].filename), name)
         except ListError as e:
             return [Problem(name, str(e))]
     return []
@@ -193,7 +194,8 @@ def check_shards(out: Path, split: str, rows: list[Row], workers: int,
                 elif (jpg.size, jpg.sha256) != (row.size, row.sha256):
                     problems.append(Problem(where, "image differs from the manifest (corrupt or modified)"))
                 elif cls.head != str(row.label).encode():
-                    problems.append(Problem(where, f"label {cls.head!r} differs from the manifest's {row.label}"))
+                    problems.append(Problem(where, f"label {cls.head!r} differs from the manifest's"
+                                                   f" {row.label}"))
                 if progress:
                     progress(row.size)
     problems += [Problem(r.path, f"missing from {r.shard}") for r in rows if r.key not in seen]
