@@ -67,7 +67,7 @@ class Placer:
         _unlink_quietly(tmp)
         try:
             if self.mode == "hardlink":
-                os.link(job.tar, tmp)
+                os.link(os.path.realpath(job.tar), tmp)  # link() itself would link a symlink
             else:
                 os.symlink(os.path.abspath(job.tar), tmp)
             os.replace(tmp, final)
