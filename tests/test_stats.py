@@ -119,3 +119,15 @@ def test_missing_inputs_are_one_line_errors(tmp_path):
     assert r.returncode == 1 and "ImageNet_LT_train.txt" in error_line(r.stderr)
     r = run_cli("stats", tmp_path)
     assert r.returncode == 1 and "train.csv" in error_line(r.stderr)
+
+
+def test_groups_on_the_imagenet_lt_curve():
+    """synth's curve is fitted to the published train list: 385 / 479 / 136 classes."""
+    from ltextract import stats
+    from ltextract.synth import chosen_wnids, lt_counts
+
+    counts = lt_counts(1000, 1280, 5)
+    result = stats.count_classes((w for w, n in zip(chosen_wnids(1000), counts) for _ in range(n)), "curve")
+    assert [len(result.group(g)) for g in stats.GROUPS] == [385, 479, 136]
+    assert result.classes[0].count == 1280 and result.classes[-1].count == 5
+    assert "385" in stats.render_table(result).splitlines()[1]
