@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ltextract.synth import SynthSpec, make_manual_dir
-from lt_util import error_line, reference_members, run_cli
+from lt_util import error_line, run_cli, tar_bytes
 
 
 @pytest.fixture
@@ -30,21 +30,6 @@ def syn(tmp_path):
 def build(syn, out, env, *extra):
     return run_cli("build", "--manual-dir", syn.manual_dir, "--splits-dir", syn.manual_dir,
                    "--out", out, *extra, env=env)
-
-
-def tar_bytes(syn) -> dict[str, bytes]:
-    """Expected output bytes per OUT-relative path, read with tarfile as a reference."""
-    raw = {"train": syn.train_tar.read_bytes(), "val": syn.val_tar.read_bytes()}
-    refs = {"train": reference_members(syn.train_tar, True), "val": reference_members(syn.val_tar, False)}
-    expected = {}
-    for split, top in (("train", "train"), ("val", "train"), ("test", "val")):
-        for line in syn.lists[split].read_text().splitlines():
-            path, _ = line.split()
-            _, wnid, name = path.split("/")
-            key = (f"{wnid}.tar", name) if top == "train" else ("", name)
-            off, size = refs[top][key]
-            expected[f"{split}/{wnid}/{name}"] = raw[top][off:off + size]
-    return expected
 
 
 def test_build_outputs_exact_bytes_manifests_and_lists(tmp_path, syn, env):

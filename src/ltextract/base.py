@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"
@@ -86,6 +87,16 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+
+
+def read_json(path: Path, missing: str) -> Any:
+    """A JSON file ltextract wrote; `missing` is the error when it is absent."""
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise LtError(missing) from None
+    except (ValueError, UnicodeDecodeError):
+        raise LtError(f"{path} is not valid JSON") from None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

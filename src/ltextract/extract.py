@@ -51,12 +51,17 @@ class Done:
 
 # --- planning (pure) --------------------------------------------------------------------
 
-def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[str, list[Job]]:
-    """Jobs per split in list order; `indexes` maps a list's top ("train"/"val") to its tar."""
-    wanted: dict[str, set[tuple[str, str]]] = {}
+def wanted(lists: dict[str, SplitList]) -> dict[str, set[tuple[str, str]]]:
+    """(wnid, file) keys each top ("train"/"val") must provide."""
+    keys: dict[str, set[tuple[str, str]]] = {}
     for sl in lists.values():
-        wanted.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
-    where = {top: locate(indexes[top], keys) for top, keys in wanted.items()}
+        keys.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
+    return keys
+
+
+def plan_located(lists: dict[str, SplitList], where: dict[str, dict[tuple[str, str], tuple[Path, int, int]]],
+                 source_names: dict[str, str]) -> dict[str, list[Job]]:
+    """Jobs from (wnid, file) -> (file holding the bytes, offset, size), whatever the source."""
     jobs: dict[str, list[Job]] = {}
     for split, sl in lists.items():
         top = sl.entries[0].top
@@ -65,9 +70,8 @@ def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[
         if missing:
             first = ", ".join(e.path for e in missing[:5])
             raise LtError(f"{len(missing):,} image(s) named by {Path(sl.source).name} are missing from"
-                          f" {indexes[top].path.name}: {first}{' …' if len(missing) > 5 else ''}")
-        tar = indexes[top].path
-        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, tar,
+                          f" {source_names[top]}: {first}{' …' if len(missing) > 5 else ''}")
+        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label,
                            *found[(e.wnid, e.file)]) for e in sl.entries]
     return jobs
 
@@ -268,18 +272,31 @@ def _gb(n: int) -> str:
 
 
 def copy_one(src_fd: int, out: Path, job: Job) -> Done:
-    data = os.pread(src_fd, job.size, job.offset)
+    return write_one(out, job, os.pread(src_fd, job.size, job.offset))
+
+
+def write_one(out: Path, job: Job, data: bytes) -> Done:
+    """Write a job's bytes (however they were read) to its final path atomically."""
     if len(data) != job.size:
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
     digest = hashlib.sha256(data).hexdigest()
-    final = out / job.rel
-    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
+
+    def fill(fd: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+
+    return Done(job.rel, job.size, place_atomically(out / job.rel, fill), digest)
+
+
+def place_atomically(final: Path, fill: Callable[[int], None]) -> int:
+    """Create `final` through a temporary name in its folder; `fill(fd)` writes the content.
+    Returns the file's mtime_ns for the journal."""
+    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fill(fd)
         mtime_ns = os.fstat(fd).st_mtime_ns
         os.close(fd)
         fd = -1
@@ -291,7 +308,7 @@ def copy_one(src_fd: int, out: Path, job: Job) -> Done:
         if isinstance(e, OSError) and not e.filename:  # write() errors do not say where
             e.filename = str(final)
         raise
-    return Done(job.rel, job.size, mtime_ns, digest)
+    return mtime_ns
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -301,14 +318,17 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def copy_jobs(out: Path, todo: list[Job], workers: int,
-              progress: Callable[[int], None]) -> Iterator[Done]:
-    """Copy in offset order with a few reads in flight; yields each finished file."""
+def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int], None],
+              place: Optional[Callable[[Job], Done]] = None) -> Iterator[Done]:
+    """Copy in offset order with a few reads in flight; yields each finished file.
+
+    `place` handles sources of many files (trees, class tars): it opens each job's file itself.
+    """
     ordered = sorted(todo, key=lambda j: (str(j.tar), j.offset))
     batches = [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
     stop = threading.Event()
     fds: dict[Path, int] = {}
-    for tar in {j.tar for j in todo}:
+    for tar in {j.tar for j in todo} if place is None else ():
         fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
 
     def run(batch: list[Job]) -> list[Done]:
@@ -316,7 +336,7 @@ def copy_jobs(out: Path, todo: list[Job], workers: int,
         for job in batch:
             if stop.is_set():
                 break
-            finished.append(copy_one(fds[job.tar], out, job))
+            finished.append(place(job) if place else copy_one(fds[job.tar], out, job))
         return finished
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-copy")
@@ -352,15 +372,17 @@ class SplitWork:
     todo: list[Job]
 
 
-def prepare(out: Path, jobs: dict[str, list[Job]], indexes: dict[str, ArchiveIndex],
+def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
             lists: dict[str, SplitList]) -> list[SplitWork]:
-    """What each split still needs, after folders are checked and stale files dropped."""
+    """What each split still needs, after folders are checked and stale files dropped.
+
+    `identities` maps a list top to its source's identity (`tar_identity` for a tar)."""
     work = []
     for split, split_jobs in jobs.items():
         ensure_dir(out / split)
         for wnid in sorted({j.wnid for j in split_jobs}):
             ensure_dir(out / split / wnid)
-        identity = tar_identity(indexes[lists[split].entries[0].top])
+        identity = identities[lists[split].entries[0].top]
         journal = read_journal(out, split, identity)
         kept, todo = pending(out, split_jobs, journal)
         _drop_unlisted(out, journal, {j.rel for j in split_jobs})
@@ -381,13 +403,13 @@ def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> Non
                 os.unlink(out / rel)
 
 
-def run_split(out: Path, work: SplitWork, workers: int,
-              progress: Callable[[int], None]) -> dict[str, Done]:
+def run_split(out: Path, work: SplitWork, workers: int, progress: Callable[[int], None],
+              place: Optional[Callable[[Job], Done]] = None) -> dict[str, Done]:
     done = {d.rel: d for d in work.kept}
     try:
         journal = Journal(out, work.split, work.identity, work.kept)
         try:
-            for d in copy_jobs(out, work.todo, workers, progress):
+            for d in copy_jobs(out, work.todo, workers, progress, place):
                 journal.add(d)
                 done[d.rel] = d
         finally:

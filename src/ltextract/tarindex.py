@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
+from ltextract import multipart
 from ltextract.base import OFFICIAL_SIZES, TarError, cache_dir
 from ltextract.tarheader import (
     BLOCK, GNU_LONGNAME, PAX_LOCAL, ZERO_BLOCK, describe_non_tar, padded, parse_header,
@@ -103,6 +104,11 @@ class _Reader:
         os.close(self.fd)
 
 
+def _open(path: Path) -> multipart.ByteReader:
+    """A split tar (`.tar.001`, ...) reads as the one archive its parts make."""
+    return multipart.PartsReader(path) if multipart.is_first_part(path) else _Reader(path)
+
+
 def iter_members(read: Callable[[int, int], bytes], start: int, end: int,
                  where: str) -> Iterator[tuple[str, int, int]]:
     """(name, payload offset, size) of each regular file in the tar at [start, end).
@@ -181,8 +187,8 @@ def truncation_message(path: Path, size: int, where: str, t: _Truncated) -> str:
 
 def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
     """Read only the header blocks of `path` (and of each class tar inside it when nested)."""
-    st = os.stat(path)
-    reader = _Reader(path)
+    size, mtime_ns = multipart.stat(path)
+    reader = _open(path)
     try:
         head = reader.read(0, BLOCK)
         if len(head) < BLOCK or head == ZERO_BLOCK:
@@ -197,11 +203,11 @@ def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
         fingerprint = _fingerprint(reader)
     finally:
         reader.close()
-    return ArchiveIndex(path, st.st_size, st.st_mtime_ns, fingerprint, nested, groups,
+    return ArchiveIndex(path, size, mtime_ns, fingerprint, nested, groups,
                         b"".join(names), offsets, sizes)
 
 
-def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
+def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progress: Progress):
     groups: list[Group] = []
     names: list[bytes] = []
     offsets, sizes = array("Q"), array("Q")
@@ -238,7 +244,7 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
     return groups, names, offsets, sizes
 
 
-def _fingerprint(reader: _Reader) -> str:
+def _fingerprint(reader: multipart.ByteReader) -> str:
     """Cheap identity beyond size and mtime: hash of the first and last 4 KiB."""
     h = hashlib.sha256()
     h.update(reader.read(0, FINGERPRINT_BYTES))
@@ -327,22 +333,22 @@ def _alive(pid: int) -> bool:
 def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
     """The cached index of `tar` if it still describes that very file, else None."""
     path = index_path(tar)
-    st = os.stat(tar)
+    size, mtime_ns = multipart.stat(tar)
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json"))
             key = meta["tar"]
             if (meta.get("format"), meta.get("version"), meta.get("nested")) != (FORMAT, VERSION, nested) \
-                    or (key["size"], key["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+                    or (key["size"], key["mtime_ns"]) != (size, mtime_ns):
                 return None
-            reader = _Reader(tar)
+            reader = _open(tar)
             try:
                 if key["fingerprint"] != _fingerprint(reader):
                     return None
             finally:
                 reader.close()
             groups = [Group(n, o, s, c) for n, o, s, c in meta["groups"]]
-            index = ArchiveIndex(Path(tar), st.st_size, st.st_mtime_ns, key["fingerprint"], nested,
+            index = ArchiveIndex(Path(tar), size, mtime_ns, key["fingerprint"], nested,
                                  groups, z.read("names.txt"), _from_npy(z.read("offset.npy")),
                                  _from_npy(z.read("size.npy")), from_cache=True)
     except FileNotFoundError:
