@@ -19,7 +19,7 @@ demo: install
 	$(VENV)/bin/ltextract verify $(DEMO)/out
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 4
 
 test-heavy: install
 	$(PY) -m pytest -q -m heavy

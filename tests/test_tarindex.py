@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 import os
 import shutil
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_corrupt_nested_header_checksum(tmp_path):
 
 @pytest.mark.parametrize("content,expect", [
     (b"", "empty"),
-    (os.urandom(4096), "not a tar"),
+    (random.Random(0).randbytes(4096), "not a tar"),
     (gzip.compress(b"x" * 2000), "gzip"),
     (b"<!DOCTYPE html><html>quota exceeded</html>" * 20, "HTML"),
 ])
