@@ -119,6 +119,11 @@ def decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def printable(name: str) -> str:
+    """A member name fit for a one-line message: newlines and other control characters escaped."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
 def parse_pax(data: bytes) -> dict[str, str]:
     """PAX extended header records: '<len> <key>=<value>\\n', len counting the whole record."""
     records: dict[str, str] = {}

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Optional, Union
 from ltextract import multipart
 from ltextract.base import OFFICIAL_SIZES, TarError, cache_dir
 from ltextract.tarheader import (
-    BLOCK, GNU_LONGNAME, PAX_LOCAL, ZERO_BLOCK, describe_non_tar, padded, parse_header,
+    BLOCK, GNU_LONGNAME, PAX_LOCAL, ZERO_BLOCK, describe_non_tar, printable, padded, parse_header,
     parse_pax, pax_size, decode_name)
 
 FORMAT = "ltextract-index"
@@ -153,6 +153,7 @@ class _Truncated(TarError):
     """A header or payload runs past the end of its tar; `scan` rewords it with the file's context."""
 
     def __init__(self, header_at: int, needs: int, what: str, end: int):
+        what = printable(what)
         super().__init__(f"{what} (header at offset {header_at:,}) needs bytes up to {needs:,},"
                          f" past the end of its tar at {end:,}")
         self.header_at, self.needs, self.what, self.end = header_at, needs, what, end
@@ -233,7 +234,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
             for name, offset, size in iter_members(reader.read, 0, reader.size, where):
                 name = normalise(name)
                 if name.endswith(".tar") and "/" not in name:
-                    where = f"{path}: {name}"
+                    where = f"{path}: {printable(name)}"
                     add(name, name[:-4], offset, offset + size, where)
                     where = str(path)
                 if progress:
