@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-heavy bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,7 +19,10 @@ demo: install
 	$(VENV)/bin/ltextract verify $(DEMO)/out
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 4
+
+test-heavy: install
+	$(PY) -m pytest -q -m heavy
 
 # BENCH_DATA: where the generated sets are kept (default: the cache dir); BENCH_ARGS e.g. --runs 5
 bench: install

@@ -4,6 +4,7 @@ http_*: a local, scripted HTTP server so the download code is tested without the
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections import defaultdict
@@ -13,6 +14,13 @@ from typing import Iterator
 
 import pytest
 import requests
+from hypothesis import settings
+
+# CI replays the same fuzz examples every run, so a red CI always means a change broke something;
+# local runs keep exploring new examples (and hypothesis keeps the failures it finds).
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @dataclass

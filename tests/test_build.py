@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ltextract.synth import SynthSpec, make_manual_dir
-from lt_util import error_line, reference_members, run_cli
+from lt_util import error_line, run_cli, tar_bytes
 
 
 @pytest.fixture
@@ -30,21 +30,6 @@ def syn(tmp_path):
 def build(syn, out, env, *extra):
     return run_cli("build", "--manual-dir", syn.manual_dir, "--splits-dir", syn.manual_dir,
                    "--out", out, *extra, env=env)
-
-
-def tar_bytes(syn) -> dict[str, bytes]:
-    """Expected output bytes per OUT-relative path, read with tarfile as a reference."""
-    raw = {"train": syn.train_tar.read_bytes(), "val": syn.val_tar.read_bytes()}
-    refs = {"train": reference_members(syn.train_tar, True), "val": reference_members(syn.val_tar, False)}
-    expected = {}
-    for split, top in (("train", "train"), ("val", "train"), ("test", "val")):
-        for line in syn.lists[split].read_text().splitlines():
-            path, _ = line.split()
-            _, wnid, name = path.split("/")
-            key = (f"{wnid}.tar", name) if top == "train" else ("", name)
-            off, size = refs[top][key]
-            expected[f"{split}/{wnid}/{name}"] = raw[top][off:off + size]
-    return expected
 
 
 def test_build_outputs_exact_bytes_manifests_and_lists(tmp_path, syn, env):
@@ -141,4 +126,16 @@ def test_killed_build_resumes(tmp_path, env):
     r = build(syn, out, env, "--json")
     assert r.returncode == 0, r.stderr
     assert not list(out.rglob("*.ltx-part"))
+    assert run_cli("verify", out, env=env).returncode == 0
+
+
+def test_custom_list_with_crlf_and_tabs_verifies(tmp_path, syn, env):
+    path = syn.lists["test"]
+    lines = path.read_text().splitlines()
+    path.write_bytes(("\r\n".join(line.replace(" ", "\t") for line in lines)).encode())  # no final EOL
+    out = tmp_path / "out"
+    r = build(syn, out, env, "--split", "test")
+    assert r.returncode == 0, r.stderr
+    assert (out / "ImageNet_LT_test.txt").read_text().splitlines() == [
+        "test/" + line.split("/", 1)[1] for line in lines]
     assert run_cli("verify", out, env=env).returncode == 0

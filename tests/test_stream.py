@@ -24,9 +24,14 @@ def build(syn, out, env, *extra, **kw):
 
 
 def tree(out: Path) -> dict[str, bytes]:
-    """Every file of OUT outside .ltextract/ (whose journals hold mtimes), with its bytes."""
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and ".ltextract" not in p.relative_to(out).parts}
+    """Every file of OUT outside .ltextract/ (whose journals hold mtimes), with its bytes;
+    ltextract.json without the source kind ("stdin" or "tar")."""
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+             if p.is_file() and ".ltextract" not in p.relative_to(out).parts}
+    meta = json.loads(files.pop("ltextract.json"))
+    for split in meta["splits"].values():
+        split.pop("source")
+    return files | {"ltextract.json": json.dumps(meta, sort_keys=True).encode()}
 
 
 @pytest.mark.parametrize("spec", [
@@ -53,7 +58,7 @@ def test_train_tar_from_stdin(tmp_path, env):
     assert build(syn, tmp_path / "seek", env, "--strategy", "seek").returncode == 0
     with open(syn.train_tar, "rb") as f:  # a real pipe, as `cat x.tar | ltextract …`
         cat = subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE)
-        r = build(syn, tmp_path / "pipe", env, "--train-tar", "-", "--val-tar", syn.val_tar,
+        r = build(syn, tmp_path / "pipe", env, "--train-source", "-", "--val-source", syn.val_tar,
                   "--strategy", "auto", stdin=cat.stdout)
         cat.stdout.close()
         cat.wait()
@@ -62,7 +67,7 @@ def test_train_tar_from_stdin(tmp_path, env):
     assert tree(tmp_path / "pipe") == tree(tmp_path / "seek")
     # stdin has no identity: a re-run copies again rather than trust files it cannot match
     with open(syn.train_tar, "rb") as f:
-        again = build(syn, tmp_path / "pipe", env, "--train-tar", "-", "--split", "train", stdin=f)
+        again = build(syn, tmp_path / "pipe", env, "--train-source", "-", "--split", "train", stdin=f)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["splits"]["train"]["kept"] == 0
     assert tree(tmp_path / "pipe") == tree(tmp_path / "seek")
@@ -82,8 +87,8 @@ def test_stream_resumes_a_seek_build(tmp_path, env):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (("--train-tar", "-", "--val-tar", "-"), "only one"),
-    (("--train-tar", "-", "--strategy", "seek"), "cannot seek"),
+    (("--train-source", "-", "--val-source", "-"), "only one"),
+    (("--train-source", "-", "--strategy", "seek"), "cannot seek"),
 ])
 def test_stdin_usage_errors(tmp_path, env, args, needle):
     syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2))
@@ -105,7 +110,7 @@ def test_stream_of_truncated_tar(tmp_path, env):
     assert r.returncode == 1 and "truncated" in error_line(r.stderr), r.stderr
     assert_no_final_output(out)
     with open(syn.train_tar, "rb") as f:
-        r = build(syn, tmp_path / "out2", env, "--train-tar", "-", stdin=f)
+        r = build(syn, tmp_path / "out2", env, "--train-source", "-", stdin=f)
     assert r.returncode == 1 and "truncated" in error_line(r.stderr), r.stderr
     assert_no_final_output(tmp_path / "out2")
 
@@ -142,6 +147,13 @@ def test_mount_fstype_picks_longest_mount_point():
     assert stream.mount_fstype(mounts, "/mnt/data/local/x.tar") == "xfs"
     assert stream.mount_fstype(mounts, "/mnt/database/x.tar") == "ext4"
     assert stream.mount_fstype(mounts, "/mnt/my disk/x.tar") == "fuseblk"
+
+
+def test_virtual_disks_do_not_claim_to_spin():
+    assert stream.is_virtual_disk(Path("/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda"))
+    assert stream.is_virtual_disk(Path("/sys/devices/vbd-51712/block/xvda"))
+    assert not stream.is_virtual_disk(Path("/sys/devices/pci0000:00/0000:00:17.0/ata3/host2/"
+                                           "target2:0:0/2:0:0:0/block/sda"))
 
 
 def test_choose_reads_this_machine(tmp_path):

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"
@@ -66,20 +67,36 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from other users
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide outputs from other users
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # e.g. ENOSPC from write(): say where
+            e.filename = str(path)
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    """Read once at import, before any thread exists: os.umask can only be read by setting it."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
+
+
+def read_json(path: Path, missing: str) -> Any:
+    """A JSON file ltextract wrote; `missing` is the error when it is absent."""
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise LtError(missing) from None
+    except (ValueError, UnicodeDecodeError):
+        raise LtError(f"{path} is not valid JSON") from None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -1,6 +1,8 @@
 """Command line: a thin layer over the stages. stdout carries data, stderr progress and messages."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -8,18 +10,20 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import click
 from tqdm import tqdm
 
-from ltextract import __version__, extract, manifest, stream, tarindex
+from ltextract import __version__, extract, links, manifest, multipart, shards, sources, stream, tarindex
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
-from ltextract.splits import SPLITS, TOP, check_split, load_lists
+from ltextract.splits import SPLITS, TOP, SplitList, canonical_sha256, check_split, load_lists
 
 DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
+STDIN = Path("-")
+FORMATS = ("folders", "webdataset")
 
 
 class Terminated(BaseException):
@@ -35,15 +39,35 @@ def say(msg: str, quiet: bool = False) -> None:
         click.echo(msg, err=True)
 
 
+class Terminal:
+    """What --quiet and --progress asked for; one command runs per process."""
+    quiet = False
+    progress = False
+
+
 def warn(msg: str) -> None:
-    click.echo(f"ltextract: warning: {msg}", err=True)
+    if not Terminal.quiet:
+        click.echo(f"ltextract: warning: {msg}", err=True)
 
 
 @contextmanager
 def bar(desc: str, total: int, quiet: bool) -> Iterator[tqdm]:
+    """On stderr, only when it is a terminal (tqdm's disable=None) unless --progress."""
+    disable = True if quiet else (False if Terminal.progress else None)
     with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-              disable=True if quiet else None, file=sys.stderr, leave=False) as b:
+              disable=disable, file=sys.stderr, leave=False) as b:
         yield b
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    setattr(Terminal, param.name or "", value)
+    return value
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, callback=_remember,
+                            help="Print nothing on stderr but errors.")
+progress_option = click.option("--progress", is_flag=True, callback=_remember, expose_value=False,
+                               help="Show progress bars even when stderr is not a terminal.")
 
 
 def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
@@ -54,32 +78,51 @@ def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
     return path
 
 
-def find_tar(manual_dir: Path, name: str, regular: bool = True) -> Path:
-    path = manual_dir / name
-    if not path.exists():
-        raise TarError(f"{name} not found in {manual_dir}")
-    if path.is_dir() or regular and not path.is_file():
-        raise TarError(f"{path} is not a regular file")
-    if not os.access(path, os.R_OK):
-        raise TarError(f"{path} is not readable")
-    return path
-
-
 def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarindex.ArchiveIndex:
-    with bar(f"index {tar.name}", tar.stat().st_size, quiet) as b:
+    with bar(f"index {tar.name}", multipart.stat(tar)[0], quiet) as b:
         return tarindex.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
+
+
+class _DownloadingCommand(click.Command):
+    """A command that may download lists: its --help states how long a download can take."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from ltextract import fetch  # imports requests: only when help is shown
+
+        urls = sum(len(m) for m in fetch.MIRRORS.values())
+        worst = urls * (fetch.TOTAL + sum(fetch.TIMEOUT)) / 60
+        pauses = fetch.BACKOFF * (2 ** fetch.RETRIES - 1)
+        with formatter.section("Downloads"):
+            formatter.write_text(f"{fetch.TOTAL_TIMEOUT_NOTE} With every one of the {urls} published"
+                                 f" mirrors failing that way, giving up takes at most about"
+                                 f" {worst:.0f} min. A refused connection or an HTTP error costs a"
+                                 f" mirror at most its backoff pauses ({pauses:g} s).")
+        super().format_epilog(ctx, formatter)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ltextract")
 def cli() -> None:
-    """Build ImageNet-LT from the two ILSVRC2012 tars, reading only the bytes it needs."""
+    """Build ImageNet-LT from ILSVRC2012 (the two tars, split tars, class tars or extracted
+    trees), reading only the bytes it needs.
+
+    stdout carries only data (lists, --json, tables); messages and progress go to stderr.
+
+    \b
+    Example:
+      ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
+      ltextract stats ~/data/ImageNet_LT --plot lt.png
+
+    \b
+    Shell completion (bash; zsh_source / fish_source likewise):
+      eval "$(_LTEXTRACT_COMPLETE=bash_source ltextract)"
+    """
 
 
 manual_dir_option = click.option(
     "--manual-dir", type=click.Path(path_type=Path),
-    help="Folder holding ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
-         "[default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
+    help="Folder holding the ILSVRC2012 images: the two tars, split tars (.tar.001, ...), class tars"
+         " or extracted trees [default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
 
 
 def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
@@ -93,37 +136,18 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
     return urls
 
 
-def tar_option(top: str):
-    return click.option(f"--{top}-tar", f"{top}_tar", metavar="PATH|-",
-                        help=f"The {top} tar [default: MANUAL_DIR/{TARS[top]}]; - reads it from stdin"
-                             " (stream strategy).")
+def choose_strategy(strategy: str, src: sources.Source) -> str:
+    """seek or stream for one source; only a tar can be streamed, and stdin can only be."""
+    if src.kind == "stdin":
+        if strategy == "seek":
+            raise click.UsageError("- (stdin) cannot seek: use --strategy stream or auto")
+        return "stream"
+    if src.kind != "tar":
+        return "seek"  # split tars, class tars and trees are read file by file
+    return stream.choose(src.path) if strategy == "auto" else strategy
 
 
-def resolve_tars(manual_dir: Optional[Path], explicit: dict[str, Optional[str]],
-                 tops: list[str]) -> dict[str, Optional[Path]]:
-    """Each needed tar's path; None stands for stdin."""
-    if sum(explicit.get(top) == "-" for top in tops) > 1:
-        raise click.UsageError("only one of --train-tar and --val-tar can be - (stdin)")
-    tars: dict[str, Optional[Path]] = {}
-    for top in tops:
-        given = explicit.get(top)
-        if given == "-":
-            tars[top] = None
-        elif given:
-            tars[top] = find_tar(Path(given).parent, Path(given).name, regular=False)
-        else:
-            tars[top] = find_tar(resolve_manual_dir(manual_dir), TARS[top])
-    return tars
-
-
-def choose_strategy(strategy: str, tar: Optional[Path]) -> str:
-    streamed = tar is None or not tar.is_file()
-    if strategy == "seek" and streamed:
-        raise click.UsageError(f"{tar or '-'} cannot seek (stdin or a pipe): use --strategy stream or auto")
-    return stream.choose(tar) if strategy == "auto" and not streamed else "stream" if streamed else strategy
-
-
-@cli.command()
+@cli.command(cls=_DownloadingCommand)
 @manual_dir_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS),
@@ -132,90 +156,140 @@ def choose_strategy(strategy: str, tar: Optional[Path]) -> str:
               help="Read ImageNet_LT_<split>.txt from this folder instead of downloading.")
 @click.option("--split-url", "split_urls", multiple=True, metavar="NAME=URL",
               help="Fetch one split's list from URL (repeatable).")
-@tar_option("train")
-@tar_option("val")
 @click.option("--strategy", type=click.Choice(["auto", "seek", "stream"]), default="auto",
               show_default=True, help="seek: read only the needed bytes (index, then sorted reads);"
               " stream: one sequential pass (spinning disks, network filesystems, pipes);"
               " auto: from the device and filesystem of each tar.")
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Reads and writes in flight.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="folders", show_default=True,
+              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards.")
+@click.option("--shard-size", default="1GB", show_default=True, metavar="SIZE|Nfiles",
+              help="webdataset shard size: bytes (512MB, 1GiB) or samples per shard (5000files).")
+@click.option("--train-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
+              help="Train images from this tar, folder of class tars or tree [default: detected].")
+@click.option("--val-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
+              help="Val images from this tar or tree (flat or wnid folders) [default: detected].")
+@click.option("--link", type=click.Choice(links.MODES), default="copy", show_default=True,
+              help="How files from an extracted tree reach OUT (hardlink/symlink: no space).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="Only errors and warnings on stderr.")
+@quiet_option
+@progress_option
 def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
-          split_urls: tuple[str, ...], train_tar: Optional[str], val_tar: Optional[str], strategy: str,
-          workers: int, as_json: bool, quiet: bool) -> None:
-    """Build OUT/<split>/<wnid>/<file> with CSV manifests; resumable, atomic per file.
+          split_urls: tuple[str, ...], strategy: str, workers: int, fmt: str, shard_size: str,
+          train_source: Optional[Path], val_source: Optional[Path], link: str, as_json: bool,
+          quiet: bool) -> None:
+    """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
+
+    The manual dir may hold the two tars, tars split into parts (.tar.001, .002, ...), the
+    train tar unpacked into class tars (ILSVRC2012_img_train/n*.tar), or extracted trees
+    (train/n*/, val/ flat or in wnid folders, or Kaggle's ILSVRC/Data/CLS-LOC/{train,val}).
+    A tar can also come from stdin: --train-source - or --val-source -.
 
     \b
     Example:
       ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
-      ssh nas cat /data/ILSVRC2012_img_train.tar | ltextract build --train-tar - --split train ...
+      ssh nas cat /data/ILSVRC2012_img_train.tar | ltextract build --train-source - --split train ...
+      ltextract build --out lt-wds --format webdataset --shard-size 512MB
     """
+    try:
+        shard_spec = shards.parse_shard_size(shard_size)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--shard-size") from None
+    if link != "copy" and fmt == "webdataset":
+        raise click.UsageError("--link applies to --format folders (shards always hold copies)")
     chosen = tuple(dict.fromkeys(splits)) or SPLITS
     urls = parse_split_urls(split_urls)
     signal.signal(signal.SIGTERM, _on_sigterm)
     tops = sorted({TOP[s] for s in chosen})
-    tars = resolve_tars(manual_dir, {"train": train_tar, "val": val_tar}, tops)
-    how = {top: choose_strategy(strategy, tar) for top, tar in tars.items()}
+    explicit = {"train": train_source, "val": val_source}
+    if sum(explicit[t] == STDIN for t in tops) > 1:
+        raise click.UsageError("only one of --train-source and --val-source can be - (stdin)")
+    manual = resolve_manual_dir(manual_dir) if any(explicit[t] is None for t in tops) else None
+    srcs = {top: sources.resolve(manual, top, explicit[top]) for top in tops}
+    how = {top: choose_strategy(strategy, src) for top, src in srcs.items()}
+    if fmt == "webdataset" and "stream" in how.values():
+        raise click.UsageError("--format webdataset reads by offset: use --strategy seek")
+    if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):
+        raise LtError(f"--link {link} needs an extracted tree as source, but "
+                      + "; ".join(s.describe() for s in srcs.values()))
     extract.prepare_out(out)
-    with extract.OutLock(out):
+    with extract.OutLock(out), contextlib.ExitStack() as stack:
+        extract.remove_stale_temps(out)
         lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
-        indexes = {top: load_index(tar, top, quiet) for top, tar in tars.items() if how[top] == "seek"}
-        for top, tar in tars.items():  # a stream uses an index only when it is already cached
-            cached = tarindex.load(tar, top == "train") if how[top] == "stream" and tar else None
-            if cached is not None:
-                indexes[top] = cached
-        indexed = {s: sl for s, sl in lists.items() if TOP[s] in indexes}
-        jobs = extract.plan(indexed, indexes) if indexed else {}
-        identities = {s: extract.tar_identity(indexes[TOP[s]]) for s in indexed}
-        for split in lists.keys() - indexed.keys():
-            tar = tars[TOP[split]]
-            jobs[split] = extract.plan_unindexed(split, lists[split], tar or Path("-"))
-            identities[split] = extract.file_identity(tar)
-        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities)
-        records = {}
-        for top, tar in tars.items():
-            records.update(copy_source(out, top, tar, how[top], [w for w in work if TOP[w.split] == top],
-                                       lists, workers, quiet))
+        manifest.check_format(out, chosen, fmt)
+        for src in srcs.values():
+            say(src.describe(), quiet)
+        # a stream uses an index only when one is already cached; otherwise it needs none
+        unindexed = {top for top, src in srcs.items() if how[top] == "stream" and
+                     (src.kind == "stdin" or tarindex.load(src.path, top == "train") is None)}
+        jobs, identities = sources.plan({s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
+                                        {t: s for t, s in srcs.items() if t not in unindexed},
+                                        lambda s: load_index(s.path, s.top, quiet),
+                                        lambda tar: tarindex.load_or_scan(tar, nested=False), link)
+        for split, sl in lists.items():
+            src = srcs[TOP[split]]
+            if src.top in unindexed:
+                jobs[split] = extract.plan_unindexed(split, sl, src.path)
+                identities[src.top] = extract.file_identity(None if src.kind == "stdin" else src.path)
+        if fmt == "webdataset":
+            summary = build_shards(out, lists, jobs, identities, shard_spec, workers, quiet)
+            if as_json:
+                click.echo(json.dumps(summary, indent=2))
+            return
+        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists)
+        # one Placer per mode, so a reflink fallback is announced once per run
+        placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
+        place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
+                 if s.kind not in sources.INDEXED + ("stdin",)}
+        for top, s in srcs.items():
+            if s.kind == "multipart":
+                reader = stack.enter_context(contextlib.closing(multipart.PartsReader(s.path)))
+                place[top] = lambda job, r=reader: extract.write_one(out, job, r.read(job.offset, job.size))
+        records: dict[str, Any] = {}
+        for top, src in srcs.items():
+            records.update(copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
+                                       lists, workers, quiet, place.get(top), link))
         summary: dict[str, Any] = {"out": str(out), "strategy": how,
                                    "splits": {s: records[s] for s in lists}}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 
 
-def copy_source(out: Path, top: str, tar: Optional[Path], how: str, works: list[extract.SplitWork],
-                lists: dict, workers: int, quiet: bool) -> dict[str, dict[str, Any]]:
-    """Copy every split served by one tar (one pass for train and val when streaming), then
-    write those splits' manifests."""
+def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
+                lists: dict[str, SplitList], workers: int, quiet: bool,
+                place: Optional[Callable[[extract.Job], extract.Done]], link: str) -> dict[str, Any]:
+    """Copy every split served by one source (one pass for train and val), then write those
+    splits' manifests."""
     started = time.monotonic()
     todo = [j for w in works for j in w.todo]
     sizes = [j.size for j in todo]
     with bar(f"{' + '.join(w.split for w in works)} ({how})",
              sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
         if how == "seek":
-            done = extract.record(out, works, extract.copy_jobs(out, todo, workers, b.update))
+            done = extract.record(out, works, extract.copy_jobs(out, todo, workers, b.update, place))
         elif not todo:
             done = extract.record(out, works, ())
         else:
+            tar = None if src.kind == "stdin" else src.path
             with stream.open_source(tar) as f:
-                label = str(tar) if tar else f"{TARS[top]} from stdin"
+                label = str(tar) if tar else f"{TARS[src.top]} from stdin"
                 size = tar.stat().st_size if tar and tar.is_file() else None
                 done = extract.record(out, works, extract.stream_jobs(
-                    out, f, label, top == "train", todo, workers, b.update, size))
+                    out, f, label, src.top == "train", todo, workers, b.update, size))
     records = {}
     for w in works:
         rows = [Row(j.rel, j.label, j.wnid, done[w.split][j.rel].size, done[w.split][j.rel].sha256)
                 for j in w.jobs]
-        sl = lists[w.split]
         record = {"files": len(rows), "bytes": sum(r.size for r in rows),
                   "copied": len(w.todo), "kept": len(w.kept),
-                  "seconds": round(time.monotonic() - started, 3),
-                  "list": {"source": sl.source, "sha256": sl.sha256, "published": sl.published}}
+                  "seconds": round(time.monotonic() - started, 3), "list": list_record(lists[w.split])}
         manifest.write_split(out, w.split, rows)
-        manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")})
+        manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
+                                 | {"format": "folders", "source": src.kind,
+                                    "link": link if src.kind == "tree" else "copy"})
         records[w.split] = record
         say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
             f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
@@ -223,11 +297,43 @@ def copy_source(out: Path, top: str, tar: Optional[Path], how: str, works: list[
     return records
 
 
+def list_record(sl: SplitList) -> dict[str, Any]:
+    """What ltextract.json keeps of a split's list, so verify can map OUT back to it."""
+    return {"source": sl.source, "sha256": sl.sha256, "published": sl.published,
+            "canonical_sha256": canonical_sha256((e.path, e.label) for e in sl.entries)}
+
+
+def build_shards(out: Path, lists: dict[str, SplitList], jobs: dict[str, list[extract.Job]],
+                 identities: dict[str, str], size: shards.ShardSize, workers: int,
+                 quiet: bool) -> dict[str, Any]:
+    summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
+    extract.check_space(out, [j for js in jobs.values() for j in js])
+    for split, split_jobs in jobs.items():
+        started = time.monotonic()
+        with bar(split, sum(j.size for j in split_jobs), quiet) as b:
+            result = shards.build_split(out, split, split_jobs, size, identities[TOP[split]], workers,
+                                        b.update)
+        rows = result.rows(split_jobs)
+        sl = lists[split]
+        record = {"format": "webdataset", "files": len(rows), "bytes": sum(r.size for r in rows),
+                  "shards": len(result.shards), "shard_size": str(size),
+                  "list": list_record(sl)}
+        manifest.write_split(out, split, rows, with_list=False)
+        manifest.update_metadata(out, split, record)
+        summary["splits"][split] = record | {"copied_shards": result.copied, "kept_shards": result.kept,
+                                             "seconds": round(time.monotonic() - started, 3)}
+        say(f"{split}: {len(rows):,} samples in {len(result.shards):,} shard(s),"
+            f" {record['bytes'] / 1e6:,.1f} MB"
+            f" (wrote {result.copied:,}, kept {result.kept:,})", quiet)
+    return summary
+
+
 @cli.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
+@progress_option
 def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
     """Check every file of OUT against its manifest, the lists and the published totals.
 
@@ -256,10 +362,11 @@ def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
     say(f"ok: {files:,} files in {', '.join(report.splits)} match their manifests", quiet)
 
 
-@cli.command()
+@cli.command(cls=_DownloadingCommand)
 @click.option("--dest", type=click.Path(path_type=Path),
               help="Folder to write the lists into [default: the cache dir].")
-def fetch(dest: Optional[Path]) -> None:
+@quiet_option
+def fetch(dest: Optional[Path], quiet: bool) -> None:
     """Download the three published lists and check them against their pinned sha256.
 
     Mirrors are tried in order, each with timeouts and a few retries. Prints each list's path.
@@ -279,7 +386,8 @@ def fetch(dest: Optional[Path]) -> None:
 @click.option("--list", "as_list", is_flag=True,
               help="Stream archive<TAB>member<TAB>offset<TAB>size lines on stdout.")
 @click.option("--refresh", is_flag=True, help="Rescan even when the cached index matches.")
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
+@progress_option
 def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool) -> None:
     """Build (or load from the cache) the member index of the tars and summarise it.
 
@@ -288,12 +396,17 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
       ltextract index --manual-dir ~/imagenet --list | awk -F'\\t' '{s += $4} END {print s}'
     """
     manual = resolve_manual_dir(manual_dir)
-    present = {top: manual / name for top, name in TARS.items() if (manual / name).exists()}
+    present = {}
+    for top, name in TARS.items():  # a tar or a split tar (.tar.001, ...); trees have no index
+        for path in (manual / name, multipart.first_part(manual / name)):
+            if path.exists():
+                present[top] = sources.describe_path(path, top).path
+                break
     if not present:
         raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}")
     for top, tar in present.items():
         started = time.monotonic()
-        idx = load_index(find_tar(manual, tar.name), top, quiet, refresh)
+        idx = load_index(tar, top, quiet, refresh)
         seconds = time.monotonic() - started
         if as_list:
             for group, members in idx.iter_groups():
@@ -310,7 +423,8 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Manual dir to create.")
 @click.option("--classes", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
-def synth(out: Path, classes: int, seed: int) -> None:
+@quiet_option
+def synth(out: Path, classes: int, seed: int, quiet: bool) -> None:
     """Write a small ILSVRC2012-shaped manual dir (nested class tars, flat val tar, tiny JPEGs,
     real wnids) and matching long-tailed lists ImageNet_LT_{train,val,test}.txt.
 
@@ -325,6 +439,42 @@ def synth(out: Path, classes: int, seed: int) -> None:
     click.echo(str(result.manual_dir))
 
 
+@cli.command()
+@click.argument("out", required=False, type=click.Path(path_type=Path))
+@click.option("--splits-dir", type=click.Path(path_type=Path),
+              help="Count ImageNet_LT_train.txt in this folder instead of a built OUT.")
+@click.option("--json", "as_json", is_flag=True, help="Print groups, class lists and counts as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print wnid,label,train_count,group per class.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.png",
+              help="Also draw the sorted class-frequency curve (needs ltextract[plot]).")
+@quiet_option
+def stats(out: Optional[Path], splits_dir: Optional[Path], as_json: bool, as_csv: bool,
+          plot: Optional[Path], quiet: bool) -> None:
+    """Per-class train counts and the many- (>100), medium- (20-100) and few-shot (<20) groups.
+
+    \b
+    Example:
+      ltextract stats ~/data/ImageNet_LT --plot lt.png
+      ltextract stats --splits-dir lists/ --json | jq '.groups.few.wnids'
+    """
+    from ltextract import stats as st
+
+    if (out is None) == (splits_dir is None):
+        raise click.UsageError("give either OUT or --splits-dir DIR")
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    if out is not None and not out.is_dir():
+        raise LtError(f"{out} is not a folder")
+    result = st.from_out(out) if out is not None else st.from_splits_dir(splits_dir)  # type: ignore[arg-type]
+    if plot is not None:
+        st.plot(result, plot)
+        say(f"wrote {plot}", quiet)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        click.echo(st.render_csv(result) if as_csv else st.render_table(result), nl=False)
+
+
 def main() -> None:
     """Entry point: every failure becomes one `ltextract: error:` line and an exit code."""
     try:
@@ -332,10 +482,7 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("ltextract: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("ltextract: interrupted; finished files are kept, re-run to complete", err=True)
         sys.exit(130)
     except Terminated:
@@ -346,6 +493,7 @@ def main() -> None:
         sys.exit(1)
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        click.echo(f"ltextract: error: {where}{e.strerror or e}", err=True)
+        hint = "; free some space and re-run to finish" if e.errno == errno.ENOSPC else ""
+        click.echo(f"ltextract: error: {where}{e.strerror or e}{hint}", err=True)
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -11,14 +11,16 @@ import fcntl
 import functools
 import hashlib
 import os
+import re
 import shutil
 import stat
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, TextIO
 
 from ltextract import stream
 from ltextract.base import LtError, TarError
@@ -52,12 +54,17 @@ class Done:
 
 # --- planning (pure) --------------------------------------------------------------------
 
-def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[str, list[Job]]:
-    """Jobs per split in list order; `indexes` maps a list's top ("train"/"val") to its tar."""
-    wanted: dict[str, set[tuple[str, str]]] = {}
+def wanted(lists: dict[str, SplitList]) -> dict[str, set[tuple[str, str]]]:
+    """(wnid, file) keys each top ("train"/"val") must provide."""
+    keys: dict[str, set[tuple[str, str]]] = {}
     for sl in lists.values():
-        wanted.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
-    where = {top: locate(indexes[top], keys) for top, keys in wanted.items()}
+        keys.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
+    return keys
+
+
+def plan_located(lists: dict[str, SplitList], where: dict[str, dict[tuple[str, str], tuple[Path, int, int]]],
+                 source_names: dict[str, str]) -> dict[str, list[Job]]:
+    """Jobs from (wnid, file) -> (file holding the bytes, offset, size), whatever the source."""
     jobs: dict[str, list[Job]] = {}
     for split, sl in lists.items():
         top = sl.entries[0].top
@@ -66,9 +73,8 @@ def plan(lists: dict[str, SplitList], indexes: dict[str, ArchiveIndex]) -> dict[
         if missing:
             first = ", ".join(e.path for e in missing[:5])
             raise LtError(f"{len(missing):,} image(s) named by {Path(sl.source).name} are missing from"
-                          f" {indexes[top].path.name}: {first}{' …' if len(missing) > 5 else ''}")
-        tar = indexes[top].path
-        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, tar,
+                          f" {source_names[top]}: {first}{' …' if len(missing) > 5 else ''}")
+        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label,
                            *found[(e.wnid, e.file)]) for e in sl.entries]
     return jobs
 
@@ -132,12 +138,27 @@ def prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise LtError(f"output path {out} exists and is not a folder")
     try:
-        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        probe = out / STATE_DIR / f"probe.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out / STATE_DIR)
+        fd, probe = tempfile.mkstemp(dir=out / STATE_DIR, prefix="probe.")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise LtError(f"cannot write to output folder {out}: {e.strerror}") from None
+
+
+#: Temporary names of an interrupted run that no later step would reuse: manifests, lists and
+#: metadata written by base.atomic_writer (".<name>.<random>.tmp") and journal rewrites.
+_STALE = re.compile(r"\.((train|val|test)\.csv|ImageNet_LT_(train|val|test)\.txt|ltextract\.json)"
+                    r"\.[^/]+\.tmp")
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Delete what a killed run left behind; call with the OUT lock held (no other run writes)."""
+    for folder, pattern in ((out, _STALE), (out / STATE_DIR, re.compile(r"[a-z]+\.tmp"))):
+        for entry in os.scandir(folder):
+            if pattern.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 def ensure_dir(path: Path) -> None:
@@ -162,9 +183,14 @@ def journal_path(out: Path, split: str) -> Path:
 def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
     """Finished files from earlier runs against the same tar; anything else is redone."""
     try:
-        lines = journal_path(out, split).read_text("utf-8", "surrogateescape").splitlines()
+        with _open_nofollow(journal_path(out, split), os.O_RDONLY, "r") as f:
+            lines = f.read().splitlines()
     except FileNotFoundError:
         return {}
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a planted link is no journal of ours; Journal replaces it
+            return {}
+        raise
     if not lines or lines[0] != identity:
         return {}
     done: dict[str, Done] = {}
@@ -179,17 +205,28 @@ class Journal:
     def __init__(self, out: Path, split: str, identity: str, keep: Iterable[Done]):
         path = journal_path(out, split)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(identity + "\n")
-            f.writelines(_journal_line(d) for d in keep)
-        os.replace(tmp, path)
-        self.file = open(path, "a", encoding="utf-8", errors="surrogateescape")
+        _unlink_quietly(tmp)  # and never write through whatever was planted there
+        try:
+            with _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "w") as f:
+                f.write(identity + "\n")
+                f.writelines(_journal_line(d) for d in keep)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        # line-buffered: a killed run loses at most the lines of the files in flight
+        self.file = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, "a", buffering=1)
 
     def add(self, done: Done) -> None:
         self.file.write(_journal_line(done))
 
     def close(self) -> None:
         self.file.close()
+
+
+def _open_nofollow(path: Path, flags: int, mode: str, buffering: int = -1) -> TextIO:
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return open(fd, mode, buffering, encoding="utf-8", errors="surrogateescape")
 
 
 def _journal_line(d: Done) -> str:
@@ -255,50 +292,63 @@ def _gb(n: int) -> str:
 
 
 def copy_one(src_fd: int, out: Path, job: Job) -> Done:
-    data = os.pread(src_fd, job.size, job.offset)
-    if len(data) != job.size:
+    return write_one(out, job, os.pread(src_fd, job.size, job.offset))
+
+
+def write_one(out: Path, job: Job, data: bytes) -> Done:
+    """Write a job's bytes (however they were read) to its final path atomically."""
+    if 0 <= job.size != len(data):  # -1: a stream's job, sized as it is read
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
-    return write_file(out, job, data)
-
-
-def write_file(out: Path, job: Job, data: bytes) -> Done:
-    """Hash `data` and write it to OUT/job.rel through a temporary name renamed when whole."""
     digest = hashlib.sha256(data).hexdigest()
-    folder, _, name = f"{out}/{job.rel}".rpartition("/")
-    final, tmp = f"{folder}/{name}", f"{folder}/.{name}{TMP_SUFFIX}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
+
+    def fill(fd: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+
+    return Done(job.rel, len(data), place_atomically(out / job.rel, fill), digest)
+
+
+def place_atomically(final: Path, fill: Callable[[int], None]) -> int:
+    """Create `final` through a temporary name in its folder; `fill(fd)` writes the content.
+    Returns the file's mtime_ns for the journal."""
+    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fill(fd)
         mtime_ns = os.fstat(fd).st_mtime_ns
         os.close(fd)
         fd = -1
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         _unlink_quietly(tmp)
+        if isinstance(e, OSError) and not e.filename:  # write() errors do not say where
+            e.filename = str(final)
         raise
-    return Done(job.rel, len(data), mtime_ns, digest)
+    return mtime_ns
 
 
-def _unlink_quietly(path: str) -> None:
+def _unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
 
 
-def copy_jobs(out: Path, todo: list[Job], workers: int,
-              progress: Callable[[int], None]) -> Iterator[Done]:
-    """Copy in offset order with a few reads in flight; yields each finished file."""
+def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int], None],
+              place: Optional[Callable[[Job], Done]] = None) -> Iterator[Done]:
+    """Copy in offset order with a few reads in flight; yields each finished file.
+
+    `place` handles sources of many files (trees, class tars): it opens each job's file itself.
+    """
     ordered = sorted(todo, key=lambda j: (str(j.tar), j.offset))
     batches = [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
     stop = threading.Event()
     fds: dict[Path, int] = {}
-    for tar in {j.tar for j in todo}:
+    for tar in {j.tar for j in todo} if place is None else ():
         fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
         if hasattr(os, "posix_fadvise"):  # read what is asked, not the neighbours too
             os.posix_fadvise(fds[tar], 0, 0, os.POSIX_FADV_RANDOM)
@@ -308,7 +358,7 @@ def copy_jobs(out: Path, todo: list[Job], workers: int,
         for job in batch:
             if stop.is_set():
                 break
-            finished.append(copy_one(fds[job.tar], out, job))
+            finished.append(place(job) if place else copy_one(fds[job.tar], out, job))
         return finished
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-copy")
@@ -329,8 +379,8 @@ def stream_jobs(out: Path, f: BinaryIO, label: str, nested: bool, todo: list[Job
                 progress: Callable[[int], None], size: Optional[int] = None) -> Iterator[Done]:
     """Copy `todo` in one sequential pass over the tar `f` (the stream strategy)."""
     try:
-        for d in stream.stream_copy(f, label, nested, wanted(todo, nested),
-                                     functools.partial(write_file, out), workers, size):
+        for d in stream.stream_copy(f, label, nested, stream_wanted(todo, nested),
+                                     functools.partial(write_one, out), workers, size):
             yield d
             progress(d.size)
     except OSError as e:
@@ -356,18 +406,21 @@ class SplitWork:
     todo: list[Job]
 
 
-def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str]) -> list[SplitWork]:
+def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
+            lists: dict[str, SplitList]) -> list[SplitWork]:
     """What each split still needs, after folders are checked and stale files dropped.
-    `identities`: per split, the identity of its tar (journals of another tar are not trusted)."""
+
+    `identities` maps a list top to its source's identity (`tar_identity` for a tar)."""
     work = []
     for split, split_jobs in jobs.items():
         ensure_dir(out / split)
         for wnid in sorted({j.wnid for j in split_jobs}):
             ensure_dir(out / split / wnid)
-        journal = read_journal(out, split, identities[split])
+        identity = identities[lists[split].entries[0].top]
+        journal = read_journal(out, split, identity)
         kept, todo = pending(out, split_jobs, journal)
         _drop_unlisted(out, journal, {j.rel for j in split_jobs})
-        work.append(SplitWork(split, split_jobs, identities[split], kept, todo))
+        work.append(SplitWork(split, split_jobs, identity, kept, todo))
     check_space(out, [j for w in work for j in w.todo])
     return work
 
@@ -389,15 +442,18 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[st
     done = {w.split: {d.rel: d for d in w.kept} for w in works}
     journals: dict[str, Journal] = {}
     try:
-        for w in works:
-            journals[w.split] = Journal(out, w.split, w.identity, w.kept)
-        for d in copied:
-            split = d.rel.split("/", 1)[0]
-            journals[split].add(d)
-            done[split][d.rel] = d
-    finally:
-        for journal in journals.values():
-            journal.close()
+        try:
+            for w in works:
+                journals[w.split] = Journal(out, w.split, w.identity, w.kept)
+            for d in copied:
+                split = d.rel.split("/", 1)[0]
+                journals[split].add(d)
+                done[split][d.rel] = d
+        finally:
+            for journal in journals.values():
+                journal.close()
+    except OSError as e:  # the journals' own writes; copy_jobs words its errors itself
+        raise LtError(_write_error(journal_path(out, works[0].split), e)) from None
     for w in works:
         missing = [j.rel.split("/", 1)[1] for j in w.jobs if j.rel not in done[w.split]]
         if missing:
@@ -407,7 +463,7 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[st
     return done
 
 
-def wanted(jobs: Iterable[Job], nested: bool) -> dict[str, dict[bytes, list[Job]]]:
+def stream_wanted(jobs: Iterable[Job], nested: bool) -> dict[str, dict[bytes, list[Job]]]:
     """Jobs keyed as a stream meets members: by group ("<wnid>.tar", or "" in a flat tar) and name."""
     by_group: dict[str, dict[bytes, list[Job]]] = {}
     for job in jobs:

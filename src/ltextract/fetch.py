@@ -2,6 +2,7 @@
 size/sha256 pins, and a cache that only ever holds verified published lists."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from html.parser import HTMLParser
@@ -122,8 +123,8 @@ def find_confirm_url(html: str, base_url: str) -> Optional[str]:
 def _get(session: requests.Session, url: str, *, timeout: tuple[float, float], retries: int,
          backoff: float, max_bytes: int, deadline: float) -> tuple[bytes, str]:
     """GET with retries on connection trouble and 5xx; returns (body, content type)."""
-    for attempt in range(retries + 1):
-        last = attempt == retries
+    for attempt in range(max(retries, 0) + 1):
+        last = attempt >= retries
         try:
             with session.get(url, timeout=timeout, stream=True) as r:
                 if r.status_code >= 500 or r.status_code in _RETRY_STATUS:
@@ -250,7 +251,8 @@ def fetch_published(split: str, *, mirrors: Optional[Sequence[str]] = None,
         if len(data) == pin.size and hashlib.sha256(data).hexdigest() == pin.sha256:
             return data, str(cached)
         warn(f"discarding the cached {cached}: it does not match the published checksum")
-        cached.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # if it cannot go, the verified copy overwrites it
+            cached.unlink()
     if not urls:
         raise FetchError(f"no mirror known for the {split} list")
     failures = []

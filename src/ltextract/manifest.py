@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ltextract import __version__
-from ltextract.base import LtError, atomic_write
+from ltextract.base import LtError, atomic_write, read_json
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
+#: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
+SHARD_COLUMNS = ("shard", "key")
 METADATA = "ltextract.json"
 
 
@@ -26,6 +28,8 @@ class Row:
     wnid: str
     size: int
     sha256: str
+    shard: str = ""  # webdataset builds only
+    key: str = ""
 
     @property
     def file_name(self) -> str:
@@ -41,11 +45,15 @@ def list_path(out: Path, split: str) -> Path:
     return out / f"ImageNet_LT_{split}.txt"
 
 
-def render_manifest(rows: Iterable[Row]) -> bytes:
+def render_manifest(rows: list[Row]) -> bytes:
+    """The same columns whatever the source; webdataset builds add where each sample lives."""
+    sharded = any(r.shard for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows((r.path, r.label, r.wnid, r.size, r.sha256, r.file_name) for r in rows)
+    writer.writerow(COLUMNS + SHARD_COLUMNS if sharded else COLUMNS)
+    for r in rows:
+        rec = (r.path, r.label, r.wnid, r.size, r.sha256, r.file_name)
+        writer.writerow(rec + (r.shard, r.key) if sharded else rec)
     return buf.getvalue().encode("utf-8")
 
 
@@ -54,9 +62,11 @@ def render_list(rows: Iterable[Row]) -> bytes:
     return "".join(f"{r.path} {r.label}\n" for r in rows).encode("utf-8")
 
 
-def write_split(out: Path, split: str, rows: list[Row]) -> None:
+def write_split(out: Path, split: str, rows: list[Row], with_list: bool = True) -> None:
+    """`with_list=False` for shards: a list of paths that do not exist on disk would mislead."""
     atomic_write(manifest_path(out, split), render_manifest(rows))
-    atomic_write(list_path(out, split), render_list(rows))
+    if with_list:
+        atomic_write(list_path(out, split), render_list(rows))
 
 
 def read_manifest(out: Path, split: str) -> list[Row]:
@@ -74,7 +84,8 @@ def read_manifest(out: Path, split: str) -> list[Row]:
     for n, rec in enumerate(reader, start=2):
         try:
             rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]],
-                            int(rec[cols["size"]]), rec[cols["sha256"]]))
+                            int(rec[cols["size"]]), rec[cols["sha256"]],
+                            *(rec[cols[c]] for c in SHARD_COLUMNS if c in cols)))
         except (IndexError, ValueError):
             raise LtError(f"{path}:{n}: malformed manifest row") from None
     return rows
@@ -82,12 +93,7 @@ def read_manifest(out: Path, split: str) -> list[Row]:
 
 def read_metadata(out: Path) -> dict[str, Any]:
     path = out / METADATA
-    try:
-        meta = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise LtError(f"{out} holds no ltextract build ({METADATA} is missing)") from None
-    except (ValueError, UnicodeDecodeError):
-        raise LtError(f"{path} is not valid JSON") from None
+    meta = read_json(path, f"{out} holds no ltextract build ({METADATA} is missing)")
     if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
         raise LtError(f"{path} is not ltextract metadata")
     return meta
@@ -103,3 +109,15 @@ def update_metadata(out: Path, split: str, record: dict[str, Any]) -> None:
     meta["version"] = __version__
     meta["splits"][split] = record
     atomic_write(out / METADATA, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
+    """Refuse to mix formats in one split folder: the other format's files would be strays."""
+    try:
+        built = read_metadata(out)["splits"]
+    except LtError:
+        return
+    for split in splits:
+        before = built[split].get("format", "folders") if split in built else fmt
+        if before != fmt:
+            raise LtError(f"{out / split} holds a --format {before} build; remove it or use another --out")

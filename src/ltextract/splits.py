@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from ltextract.base import ListError, label_of
 
@@ -232,6 +232,15 @@ def _parse(text: str, name: str) -> list[Entry]:
     if not entries:
         raise ListError(f"{name}: no entries")
     return entries
+
+
+def canonical_sha256(pairs: Iterable[tuple[str, int]]) -> str:
+    """sha256 of a list written as '<path> <label>\\n' lines: what a list *says*, independent of
+    CRLF, tabs, a BOM or a missing final newline. Equals the raw sha256 for the published lists."""
+    h = hashlib.sha256()
+    for path, label in pairs:
+        h.update(f"{path} {label}\n".encode())
+    return h.hexdigest()
 
 
 def check_split(split: str, entries: Sequence[Entry], name: str) -> None:

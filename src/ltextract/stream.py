@@ -177,13 +177,22 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
+def is_virtual_disk(sysfs_device: Path) -> bool:
+    """virtio and Xen disks report rotational = 1 by default, whatever backs them: not a fact."""
+    return any(part.startswith("virtio") for part in sysfs_device.parts) \
+        or sysfs_device.name.startswith(("vd", "xvd"))
+
+
 def rotational(path: Path) -> Optional[bool]:
-    """Whether the block device under `path` spins (sysfs); None when it cannot be told."""
+    """Whether the block device under `path` spins (sysfs); None when it cannot be told,
+    as on a virtual disk."""
     st = os.stat(path)
     dev = Path("/sys/dev/block") / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
     try:
         real = dev.resolve(strict=True)
     except OSError:
+        return None
+    if is_virtual_disk(real):
         return None
     for folder in (real, real.parent):  # a partition's queue/ is its disk's
         try:

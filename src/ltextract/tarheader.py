@@ -109,11 +109,19 @@ def parse_header(block: bytes) -> Header:
         prefix = cstr(block[PREFIX])
         if prefix:
             name = prefix + b"/" + name
-    return Header(decode_name(name), parse_number(block[SIZE]), block[TYPEFLAG])
+    size = parse_number(block[SIZE])
+    if size < 0:  # would move the scan backwards: a loop, never an answer
+        raise TarError(f"negative size {size} in header")
+    return Header(decode_name(name), size, block[TYPEFLAG])
 
 
 def decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
+
+
+def printable(name: str) -> str:
+    """A member name fit for a one-line message: newlines and other control characters escaped."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 def parse_pax(data: bytes) -> dict[str, str]:
@@ -144,10 +152,10 @@ def parse_pax(data: bytes) -> dict[str, str]:
 def pax_size(records: dict[str, str], default: int) -> int:
     if "size" not in records:
         return default
-    try:
-        return int(records["size"])
-    except ValueError:
-        raise TarError(f"bad PAX size {records['size']!r}") from None
+    value = records["size"]
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:  # int() takes "-5", "1_0"
+        raise TarError(f"bad PAX size {value[:40]!r}")
+    return int(value)
 
 
 def describe_non_tar(head: bytes) -> str:

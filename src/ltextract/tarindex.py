@@ -5,6 +5,7 @@ absolute offset in the outer file, so extraction never opens the nested tars at 
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import mmap
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
+from ltextract import multipart
 from ltextract.base import OFFICIAL_SIZES, TarError, cache_dir
 from ltextract.tarheader import (
     ADLER_MOD, BLOCK, CHKSUM_AS_SPACES, GNU_LONGNAME, GNU_MAGIC, PAX_LOCAL, USTAR_MAGIC, ZERO_BLOCK,
-    cstr, decode_name, describe_non_tar, padded, parse_header, parse_pax, pax_size)
+    cstr, decode_name, describe_non_tar, padded, parse_header, parse_pax, pax_size, printable)
 
 FORMAT = "ltextract-index"
 VERSION = 1
@@ -112,6 +114,21 @@ class _Reader:
         os.close(self.fd)
 
 
+def _open(path: Path) -> multipart.ByteReader:
+    """A split tar (`.tar.001`, ...) reads as the one archive its parts make."""
+    return multipart.PartsReader(path) if multipart.is_first_part(path) else _Reader(path)
+
+
+class _Slices:
+    """buf[a:b] over a reader's read(offset, n), for readers with no single mapping (split tars)."""
+
+    def __init__(self, reader: multipart.ByteReader):
+        self.reader = reader
+
+    def __getitem__(self, span: slice) -> bytes:
+        return self.reader.read(span.start, span.stop - span.start)
+
+
 def iter_members(buf: Buffer, start: int, end: int, where: str,
                  folder: bytes = b"") -> Iterator[tuple[bytes, int, int]]:
     """(name, payload offset, size) of each regular file in the tar at buf[start:end]; names are
@@ -131,7 +148,7 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
         if len(block) < BLOCK or pos + BLOCK > end:
             if not block and end == OPEN_END:
                 return  # a stream that ends without end-of-archive blocks, as tar(1) accepts
-            raise Truncated(where, pos, pos + BLOCK, "header")
+            raise Truncated(where, pos, pos + BLOCK, "header", end)
         if block[156] == 48 and long_name is None and not pax and (block.startswith(GNU_MAGIC, 257)
                                                                    or block.startswith(USTAR_MAGIC, 257)
                                                                    and not block[345]):
@@ -144,7 +161,7 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
             if size >= 0 and base and (base - (adler32(block) & 0xFFFF)) % ADLER_MOD == 0:
                 data = pos + BLOCK
                 if data + size > end:
-                    raise Truncated(where, pos, data + size, decode_name(cstr(block[:100])))
+                    raise Truncated(where, pos, data + size, decode_name(cstr(block[:100])), end)
                 name = block[:100].partition(b"\x00")[0]
                 if name[:1] == b"." or folder and name.startswith(folder):
                     name = strip(name, folder)
@@ -155,12 +172,12 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
             return
         try:
             header = parse_header(block)
+            size = pax_size(pax, header.size) if not header.is_meta else header.size
         except TarError as e:
             raise TarError(f"{where}: header at offset {pos:,}: {e}") from None
-        size = pax_size(pax, header.size) if not header.is_meta else header.size
         data = pos + BLOCK
         if data + size > end:
-            raise Truncated(where, pos, data + size, header.name)
+            raise Truncated(where, pos, data + size, header.name, end)
         if header.typeflag == GNU_LONGNAME:
             long_name = cstr(buf[data:data + size])
         elif header.typeflag == PAX_LOCAL:
@@ -198,12 +215,15 @@ def _checksum_base(field: bytes) -> int:
     return base
 
 
-class Truncated(Exception):
-    """A header or payload runs past the end of its tar; turned into a TarError with context."""
+class Truncated(TarError):
+    """A header or payload runs past the end of its tar (`where`); `scan` rewords it with the
+    file's context."""
 
-    def __init__(self, where: str, header_at: int, needs: int, what: str):
-        super().__init__(where, header_at, needs, what)
-        self.where, self.header_at, self.needs, self.what = where, header_at, needs, what
+    def __init__(self, where: str, header_at: int, needs: int, what: str, end: int):
+        what = printable(what)
+        super().__init__(f"{what} (header at offset {header_at:,}) needs bytes up to {needs:,},"
+                         f" past the end of its tar at {end:,}")
+        self.where, self.header_at, self.needs, self.what, self.end = where, header_at, needs, what, end
 
 
 def normalise(name: str, wnid: str = "") -> str:
@@ -221,24 +241,30 @@ def truncation_message(path: Path, size: int, t: Truncated) -> str:
     if official and size != official:
         hint = (f" (the official {path.name} is {official:,} bytes, this file {size:,}:"
                 " an incomplete download?)")
-    if t.needs > size:
-        return (f"{path} is truncated: {where}: {t.what} (header at offset {t.header_at:,})"
-                f" needs bytes up to {t.needs:,} but the file ends at {size:,}{hint}")
-    return (f"{where}: {t.what} (header at offset {t.header_at:,}) claims bytes up to"
-            f" {t.needs:,}, past the end of its tar: corrupt archive{hint}")
+    # A cut file explains a member running past its end, unless the member lies inside a class
+    # tar (which the outer scan found whole) or claims more than even the complete file holds.
+    whole = max(size, official or 0)
+    inner = where[len(str(path)):].lstrip(": ")  # the class tar, when the member is in one
+    member = f"{inner + ': ' if inner else ''}{t.what} (header at offset {t.header_at:,})"
+    if t.end >= size and t.needs - t.header_at <= whole:
+        return (f"{path} is truncated: {member} needs bytes up to {t.needs:,} but the file ends"
+                f" at {size:,}{hint}")
+    bound = f"past the end of its tar at {t.end:,}" if t.end < size else \
+        f"more than the whole file ({size:,} bytes)"
+    return f"{path} is corrupt: {member} claims {t.needs - t.header_at - BLOCK:,} bytes, {bound}"
 
 
 def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
     """Read only the header blocks of `path` (and of each class tar inside it when nested)."""
-    st = os.stat(path)
-    reader = _Reader(path)
+    size, mtime_ns = multipart.stat(path)
+    reader = _open(path)
     try:
         check_head(str(path), reader.read(0, BLOCK))
         groups, names, offsets, sizes = _scan_groups(reader, path, nested, progress)
         fingerprint = _fingerprint(reader)
     finally:
         reader.close()
-    return ArchiveIndex(path, st.st_size, st.st_mtime_ns, fingerprint, nested, groups,
+    return ArchiveIndex(path, size, mtime_ns, fingerprint, nested, groups,
                         b"".join(n + b"\n" for n in names), offsets, sizes)
 
 
@@ -254,13 +280,14 @@ def check_head(label: str, head: bytes) -> None:
         raise TarError(f"{label} {describe_non_tar(head)}") from None
 
 
-def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
+def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progress: Progress):
     groups: list[Group] = []
     names: list[bytes] = []
     offsets, sizes = array("Q"), array("Q")
     done = 0
     try:
-        for group, start, end, members in iter_groups(reader.map, reader.size, nested, str(path)):
+        buf = reader.map if isinstance(reader, _Reader) else _Slices(reader)
+        for group, start, end, members in iter_groups(buf, reader.size, nested, str(path)):
             count = 0
             for name, offset, size in members:
                 names.append(name)
@@ -270,7 +297,8 @@ def _scan_groups(reader: _Reader, path: Path, nested: bool, progress: Progress):
             if b"\n" in b"\x00".join(names[len(names) - count:]):  # names hold no NUL: one check
                 count -= _drop_newlines(names, offsets, sizes, count)
             groups.append(Group(group, start, end - start, count))
-            reader.release(start, end)
+            if isinstance(reader, _Reader):
+                reader.release(start, end)
             if progress:
                 progress(end - done)
                 done = end
@@ -292,8 +320,8 @@ def iter_groups(buf: Buffer, size: int, nested: bool, where: str) -> Iterator[Gr
     for raw, offset, length in iter_members(buf, 0, size, where):
         name = normalise(decode_name(raw))
         if name.endswith(".tar") and "/" not in name:
-            yield name, offset, offset + length, iter_members(buf, offset, offset + length,
-                                                             f"{where}: {name}", name[:-4].encode() + b"/")
+            yield name, offset, offset + length, iter_members(
+                buf, offset, offset + length, f"{where}: {printable(name)}", name[:-4].encode() + b"/")
 
 
 def strip(name: bytes, folder: bytes) -> bytes:
@@ -314,14 +342,14 @@ def _drop_newlines(names: list[bytes], offsets: array, sizes: array, count: int)
 
 
 def fingerprint(path: Path) -> str:
-    reader = _Reader(path)
+    reader = _open(path)
     try:
         return _fingerprint(reader)
     finally:
         reader.close()
 
 
-def _fingerprint(reader: _Reader) -> str:
+def _fingerprint(reader: multipart.ByteReader) -> str:
     """Cheap identity beyond size and mtime: hash of the first and last 4 KiB."""
     h = hashlib.sha256()
     h.update(reader.read(0, FINGERPRINT_BYTES))
@@ -374,6 +402,7 @@ def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
         "nested": index.nested,
         "groups": [[g.name, g.offset, g.size, g.count] for g in index.groups],
     }
+    _remove_dead_temps(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
@@ -388,21 +417,39 @@ def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
     return dest
 
 
+def _remove_dead_temps(dest: Path) -> None:
+    """Temporary files of index writers that were killed; a live writer's file is left alone."""
+    for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        pid = tmp.name[len(dest.name) + 2:-4]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        pass
+    return True
+
+
 def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
     """The cached index of `tar` if it still describes that very file, else None."""
     path = index_path(tar)
-    st = os.stat(tar)
+    size, mtime_ns = multipart.stat(tar)
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json"))
             key = meta["tar"]
             if (meta.get("format"), meta.get("version"), meta.get("nested")) != (FORMAT, VERSION, nested) \
-                    or (key["size"], key["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+                    or (key["size"], key["mtime_ns"]) != (size, mtime_ns):
                 return None
             if key["fingerprint"] != fingerprint(tar):
                 return None
             groups = [Group(n, o, s, c) for n, o, s, c in meta["groups"]]
-            index = ArchiveIndex(Path(tar), st.st_size, st.st_mtime_ns, key["fingerprint"], nested,
+            index = ArchiveIndex(Path(tar), size, mtime_ns, key["fingerprint"], nested,
                                  groups, z.read("names.txt"), _from_npy(z.read("offset.npy")),
                                  _from_npy(z.read("size.npy")), from_cache=True)
     except FileNotFoundError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tarfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Callable, Optional
 
 from ltextract.base import LtError, ListError, label_of
 from ltextract.manifest import Row, list_path, read_manifest, read_metadata
-from ltextract.splits import PINS, TOP, check_totals, parse_list
+from ltextract.splits import PINS, TOP, canonical_sha256, check_totals, parse_list
 
 HASH_CHUNK = 1 << 20
 
@@ -45,10 +46,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_file(out: Path, row: Row) -> Optional[Problem]:
+def check_file(out: Path, row: Row, follow: bool = False) -> Optional[Problem]:
+    """`follow`: the build placed symlinks (--link symlink); check what they point to."""
     path = out / row.path
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
         return Problem(row.path, "missing")
     if not stat.S_ISREG(st.st_mode):
@@ -88,12 +90,18 @@ def check_list(out: Path, split: str, rows: list[Row], meta: dict) -> list[Probl
     listed = [tuple(line.rsplit(" ", 1)) for line in data.decode("utf-8", "replace").splitlines()]
     if listed != [(r.path, str(r.label)) for r in rows]:
         return [Problem(name, f"differs from {split}.csv")]
-    original = b"".join(f"{TOP[split]}/{r.path.split('/', 1)[1]} {r.label}\n".encode() for r in rows)
-    if hashlib.sha256(original).hexdigest() != meta.get("sha256"):
+    return check_recorded_list(split, rows, meta, name)
+
+
+def check_recorded_list(split: str, rows: list[Row], meta: dict, name: str) -> list[Problem]:
+    """The manifest maps back to the very list the build used (and its published totals)."""
+    original = [(f"{TOP[split]}/{r.path.split('/', 1)[1]}", r.label) for r in rows]
+    if canonical_sha256(original) != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]
     if meta.get("published"):
+        data = "".join(f"{p} {label}\n" for p, label in original).encode()
         try:
-            check_totals(PINS[split], parse_list(original, PINS[split].filename), name)
+            check_totals(PINS[split], parse_list(data, PINS[split].filename), name)
         except ListError as e:
             return [Problem(name, str(e))]
     return []
@@ -124,16 +132,75 @@ def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]
             raise LtError(f"{out}: unknown split {split!r} in metadata")
         rows = read_manifest(out, split)
         problems = check_rows(split, rows)
-        problems += check_list(out, split, rows, record.get("list", {}))
-        problems += strays(out, split, rows)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for row, problem in zip(rows, pool.map(lambda r: check_file(out, r), rows, chunksize=64)):
-                if problem:
-                    problems.append(problem)
-                if progress:
-                    progress(row.size)
+        if record.get("format") == "webdataset":
+            problems += check_recorded_list(split, rows, record.get("list", {}), f"{split}.csv")
+            problems += check_shards(out, split, rows, workers, progress)
+        else:
+            problems += check_list(out, split, rows, record.get("list", {}))
+            problems += strays(out, split, rows)
+            follow = record.get("link") == "symlink"
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for row, problem in zip(rows, pool.map(lambda r: check_file(out, r, follow), rows,
+                                                       chunksize=64)):
+                    if problem:
+                        problems.append(problem)
+                    if progress:
+                        progress(row.size)
         classes = Counter(r.wnid for r in rows)
         report.splits[split] = {"files": len(rows), "bytes": sum(r.size for r in rows),
                                 "classes": len(classes), "problems": len(problems)}
         report.problems += problems
     return report
+
+
+def check_shards(out: Path, split: str, rows: list[Row], workers: int,
+                 progress: Optional[Callable[[int], None]]) -> list[Problem]:
+    """Every manifest row is exactly once in its shard with the same bytes and label; the shard
+    index's counts and sizes hold; nothing else lies in OUT/<split>."""
+    from ltextract.shards import read_index, shard_digests
+
+    index = read_index(out, split)
+    by_key = {r.key: r for r in rows}
+    problems: list[Problem] = []
+    names = [str(sh.get("name", "")) for sh in index["shards"]]
+
+    def digest(name: str) -> tuple[str, object]:
+        try:
+            return name, shard_digests(out / name)
+        except FileNotFoundError:
+            return name, "missing"
+        except (tarfile.TarError, LtError, OSError) as e:
+            return name, f"not a readable shard ({e})"
+
+    seen: set[str] = set()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for sh, (name, result) in zip(index["shards"], pool.map(digest, names)):
+            if isinstance(result, str):
+                problems.append(Problem(name, result))
+                continue
+            assert isinstance(result, dict)
+            if len(result) != sh.get("samples") or os.path.getsize(out / name) != sh.get("size"):
+                problems.append(Problem(name, f"differs from {split}.json (samples or size)"))
+            for key, parts in result.items():
+                row = by_key.get(key)
+                where = f"{name}/{key}"
+                if row is None or row.shard != name:
+                    problems.append(Problem(where, "sample not in the manifest for this shard"))
+                    continue
+                seen.add(key)
+                jpg, cls = parts.get("jpg"), parts.get("cls")
+                if set(parts) != {"jpg", "cls"} or jpg is None or cls is None:
+                    problems.append(Problem(where, f"members {sorted(parts)}, expected jpg and cls"))
+                elif (jpg.size, jpg.sha256) != (row.size, row.sha256):
+                    problems.append(Problem(where, "image differs from the manifest (corrupt or modified)"))
+                elif cls.head != str(row.label).encode():
+                    problems.append(Problem(where, f"label {cls.head!r} differs from the manifest's"
+                                                   f" {row.label}"))
+                if progress:
+                    progress(row.size)
+    problems += [Problem(r.path, f"missing from {r.shard}") for r in rows if r.key not in seen]
+    listed = set(names)
+    for entry in sorted(os.scandir(out / split) if (out / split).is_dir() else [], key=lambda e: e.name):
+        if f"{split}/{entry.name}" not in listed:
+            problems.append(Problem(f"{split}/{entry.name}", "stray file (not in the shard index)"))
+    return problems

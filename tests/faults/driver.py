@@ -1,0 +1,180 @@
+"""Run the ltextract CLI with a fault injected at a named point: `python driver.py SPEC -- ARGS`.
+
+The faults stand in for what the outside world does to a build (a kill at an exact moment, a slow
+disk, another process filling the disk) so each test hits the moment it names every time.
+
+SPEC (comma-separated):
+  kill:TARGET:N[:after]  SIGKILL this process on the Nth call of TARGET (before it runs, or after)
+  slow:SECONDS           each file copy takes at least this long (a slow disk)
+  slowscan:SECONDS       each tar header takes this long to read (a slow disk, while indexing)
+  fill:PATH:WHEN         another process fills the file system holding PATH (with PATH itself)
+                         at WHEN: journal | copy:N | manifest
+TARGET is one of the names in TARGETS below.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sys
+import threading
+import time
+import types
+from typing import Any, Callable
+
+from ltextract import base, cli, extract, manifest, tarheader, tarindex
+
+_lock = threading.Lock()
+
+
+def _die() -> None:
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _counted(fn: Callable, n: int, after: bool, when: Callable[..., bool] = lambda *a: True):
+    calls = itertools.count(1)
+
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        if when(*args):
+            with _lock:
+                hit = next(calls) == n
+            if hit and not after:
+                _die()
+            result = fn(*args, **kw)
+            if hit:
+                _die()
+            return result
+        return fn(*args, **kw)
+    return wrapper
+
+
+class _Os(types.ModuleType):
+    """`os` for one module, with some functions replaced."""
+
+    def __init__(self, **overrides: Callable) -> None:
+        super().__init__("os")
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def _half_write(n: int) -> Callable:
+    """os.write that, on the Nth call, writes half of its buffer and then dies."""
+    calls = itertools.count(1)
+
+    def write(fd: int, data: Any) -> int:
+        with _lock:
+            hit = next(calls) == n
+        if hit:
+            os.write(fd, bytes(data[: max(1, len(data) // 2)]))
+            _die()
+        return os.write(fd, data)
+    return write
+
+
+def _is_part(src: Any, dst: Any) -> bool:
+    return str(src).endswith(extract.TMP_SUFFIX)
+
+
+def _every_header_parsed() -> None:
+    """Turn off the scan's inlined fast path (no header matches its magic test), so every
+    header goes through tarindex.parse_header, where the faults hook in."""
+    tarindex.GNU_MAGIC = tarindex.USTAR_MAGIC = b"\xff" * 6
+
+
+def install(spec: str) -> None:
+    for item in spec.split(","):
+        kind, _, rest = item.partition(":")
+        if kind == "kill":
+            target, n, *after = rest.split(":")
+            n_ = int(n)
+            if target == "parse_header":  # inside the index scan
+                _every_header_parsed()
+                tarindex.parse_header = _counted(tarheader.parse_header, n_, bool(after))
+            elif target == "index_save":  # scan done, cache not yet written
+                tarindex.save = _counted(tarindex.save, n_, bool(after))
+            elif target == "index_rename":  # the cache index written, not yet renamed
+                tarindex.os = _Os(replace=_counted(os.replace, n_, bool(after)))
+            elif target == "file_write":  # a temporary file half written
+                extract.os = _Os(write=_half_write(n_))
+            elif target == "file_rename":  # a temporary file whole, not yet renamed
+                extract.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
+            elif target == "journal_add":  # renamed, not yet journaled
+                extract.Journal.add = _counted(extract.Journal.add, n_, bool(after))
+            elif target == "manifest_rename":  # a manifest/list/metadata temp file whole
+                base.os = _Os(replace=_counted(os.replace, n_, bool(after)))
+            elif target == "write_split":  # files done, manifests not written
+                manifest.write_split = _counted(manifest.write_split, n_, bool(after))
+            else:
+                raise SystemExit(f"unknown kill target {target}")
+        elif kind == "slow":
+            delay = float(rest)
+            copy = extract.copy_one
+
+            def slow_copy(*args: Any, _copy: Callable = copy) -> Any:
+                time.sleep(delay)
+                return _copy(*args)
+            extract.copy_one = slow_copy
+        elif kind == "slowscan":
+            delay_ = float(rest)
+
+            def slow_header(block: bytes) -> Any:
+                time.sleep(delay_)
+                return tarheader.parse_header(block)
+            _every_header_parsed()
+            tarindex.parse_header = slow_header
+        elif kind == "fill":
+            path, when = rest.split(":", 1)
+            _fill_at(path, when)
+        else:
+            raise SystemExit(f"unknown fault {item}")
+
+
+def _fill_at(path: str, when: str) -> None:
+    """Fill the disk at `when`: "journal" (before a split's journal is started), "copy:N"
+    (before the Nth file copy) or "manifest" (before the first manifest is written)."""
+    if when in ("journal", "manifest"):
+        module, name = (extract, "record") if when == "journal" else (manifest, "write_split")
+        original = getattr(module, name)
+
+        def filling(*args: Any) -> Any:
+            _fill(path)
+            return original(*args)
+        setattr(module, name, filling)
+        return
+    n = int(when.split(":")[1])
+    copy = extract.copy_one
+    calls = itertools.count(1)
+
+    def filling_copy(*args: Any) -> Any:
+        with _lock:
+            if next(calls) == n:
+                _fill(path)
+        return copy(*args)
+    extract.copy_one = filling_copy
+
+
+def _fill(path: str) -> None:
+    """Another process takes every free byte (after ltextract checked the space)."""
+    with open(path, "ab", buffering=0) as f:
+        chunk = bytes(1 << 16)
+        try:
+            while True:
+                f.write(chunk)
+        except OSError:
+            pass
+        try:  # the last partial chunk too
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    spec, sep, *args = sys.argv[1:]
+    assert sep == "--", "usage: driver.py SPEC -- ARGS"
+    install(spec)
+    sys.argv = ["ltextract", *args]
+    cli.main()

@@ -1,0 +1,93 @@
+"""Fault matrix, interruption rows: SIGKILL at many points, SIGINT and SIGTERM.
+
+Kills land at exact moments through driver.py (the kill is a real SIGKILL of the build process);
+the `heavy` test adds kills at random times of a slowed build."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fault_util import (assert_no_partial, build_args, completes, driver_cmd, run_faulty,
+                        temporaries)
+
+KILL_POINTS = [
+    # (target, nth call, what is on disk when the process dies)
+    ("parse_header", 40, "index scan half done"),
+    ("index_rename", 1, "cache index written, not renamed"),
+    ("index_save", "1:after", "index cached, nothing copied"),
+    ("file_write", 5, "a temporary file half written"),
+    ("file_rename", 9, "a temporary file whole, not renamed"),
+    ("journal_add", 30, "a file renamed, not journaled"),
+    ("write_split", 1, "train copied, no manifest yet"),
+    ("manifest_rename", 2, "train.csv in place, its list a temporary file"),
+    ("manifest_rename", 5, "val's list a temporary file"),
+]
+
+
+@pytest.mark.parametrize("target,n,state", KILL_POINTS, ids=[f"{t}-{n}" for t, n, _ in KILL_POINTS])
+def test_sigkill_then_rerun_completes(manual, out, env, want, target, n, state):
+    r = run_faulty(f"kill:{target}:{n}", manual, out, env)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert_no_partial(out, want)
+    summary = completes(manual, out, env)  # also: verify passes, no temporary file is left
+    assert_no_partial(out, want)
+    if target == "journal_add":  # the journals are line-buffered: earlier files are kept
+        # (train and val come from one pass over the train tar, so both hold some of them)
+        assert sum(s["kept"] for s in summary["splits"].values()) >= int(n) - 1
+    if target in ("write_split", "manifest_rename"):  # train was complete before the kill
+        assert summary["splits"]["train"]["copied"] == 0
+
+
+def start_slow(spec: str, manual: Path, out: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(driver_cmd(spec, *build_args(manual, out)), stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **env})
+
+
+def wait_for_files(proc: subprocess.Popen, out: Path, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(list(out.glob("train/*/*.JPEG"))) < n:
+        assert proc.poll() is None and time.monotonic() < deadline, "build ended too early"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"),
+                                           (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("stage", ["copying", "indexing"])
+def test_sigint_sigterm_stop_quickly_and_clean_up(manual, out, env, want, sig, code, word, stage):
+    if stage == "copying":
+        proc = start_slow("slow:0.05", manual, out, env)
+        wait_for_files(proc, out, 12)
+    else:
+        proc = start_slow("slowscan:0.02", manual, out, env)
+        time.sleep(1.0)  # python start-up, lists, then the (slowed) header scan
+        assert proc.poll() is None
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 3.0  # "a second or two", with slack for a loaded CI machine
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"ltextract: {word}; finished files are kept, re-run to complete")
+    cache = Path(env["LTEXTRACT_CACHE_DIR"])
+    assert temporaries(out, cache) == []
+    assert_no_partial(out, want)
+    completes(manual, out, env)
+
+
+@pytest.mark.heavy
+def test_sigkill_at_random_times(manual, out, env, want):
+    rng = random.Random(2024)
+    for _ in range(6):
+        proc = start_slow("slow:0.01", manual, out, env)
+        time.sleep(rng.uniform(0.3, 2.0))
+        proc.kill()
+        proc.communicate()
+        assert_no_partial(out, want)
+    completes(manual, out, env)

@@ -1,0 +1,163 @@
+"""Fault matrix, archive rows: truncated, corrupt, not-a-tar and hostile tars.
+
+Each test checks the exit code, the one error line naming the cause, that no final path holds
+partial data, and (where the row says so) that a re-run with the tar restored completes.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import random
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ltextract.base import OFFICIAL_SIZES
+from ltextract.tarheader import BLOCK, CHKSUM, SIZE
+from fault_util import assert_no_partial, build, completes, fails, verifies
+
+TRAIN = "ILSVRC2012_img_train.tar"
+VAL = "ILSVRC2012_img_val.tar"
+
+
+def outer_members(tar: Path) -> list[tarfile.TarInfo]:
+    with tarfile.open(tar) as t:
+        return [m for m in t if m.name.endswith(".tar")]
+
+
+def with_checksum(block: bytearray) -> bytearray:
+    block[CHKSUM] = b" " * 8
+    block[CHKSUM] = b"%06o\x00 " % sum(block)
+    return block
+
+
+@pytest.mark.parametrize("where", ["inside a class tar", "inside an outer header"])
+def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where):
+    tar = manual / TRAIN
+    completes(manual, out, env)  # files of an earlier run must survive a bad tar
+    third = outer_members(tar)[2]
+    if where == "inside a class tar":
+        cut, needles = third.offset_data + third.size // 2, [third.name, f"{third.offset:,}"]
+    else:
+        cut, needles = third.offset + 200, [f"header at offset {third.offset:,}"]
+    mtime = tar.stat().st_mtime_ns
+    data = tar.read_bytes()
+    tar.write_bytes(data[:cut])
+
+    line = fails(build(manual, out, env), str(tar), "truncated", *needles)
+    assert f"ends at {cut:,}" in line
+    assert_no_partial(out, want)  # the files already there stay whole and usable
+    verifies(out, env)
+    fresh = tmp_path / "fresh"
+    fails(build(manual, fresh, env), "truncated")
+    assert not [p for p in fresh.rglob("*") if p.is_file() and ".ltextract" not in p.parts]
+    completes(manual, fresh, env, "--split", "test")  # test comes from the val tar alone
+
+    tar.write_bytes(data)  # restored (same bytes and mtime): the earlier files are reused
+    os.utime(tar, ns=(mtime, mtime))
+    summary = completes(manual, out, env)
+    assert all(s["copied"] == 0 for s in summary["splits"].values())
+
+
+def test_corrupt_checksum_in_nested_tar(manual, out, env, want):
+    tar = manual / TRAIN
+    second = outer_members(tar)[1]
+    with tarfile.open(fileobj=io.BytesIO(tar.read_bytes()[second.offset_data:
+                                                           second.offset_data + second.size])) as t:
+        inner = list(t)[2]
+    at = second.offset_data + inner.offset
+    data = bytearray(tar.read_bytes())
+    data[at + 5] ^= 0x20  # one bit in the member name; the stored checksum no longer matches
+    tar.write_bytes(bytes(data))
+    fails(build(manual, out, env), str(tar), second.name, f"header at offset {at:,}", "checksum")
+    assert_no_partial(out, want)
+
+
+@pytest.mark.parametrize("content,needle", [
+    (random.Random(1).randbytes(70_000), "is not a tar file"),
+    (gzip.compress(b"hello" * 1000, mtime=0), "is a gzip file"),
+    (b"", "is empty"),
+    (b"<!DOCTYPE html><html><body>Quota exceeded</body></html>\n" * 20, "HTML"),
+])
+@pytest.mark.parametrize("which", [TRAIN, VAL])
+def test_not_a_tar(manual, out, env, want, content, needle, which):
+    (manual / which).write_bytes(content)
+    fails(build(manual, out, env), str(manual / which), needle)
+    assert_no_partial(out, want)
+
+
+def test_hostile_members_never_leave_out(tmp_path, out, env):
+    """Members named ../x and /etc/x, links, devices and FIFOs: skipped, never written anywhere;
+    output paths come only from validated list lines."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    wnid = "n01440764"
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w", format=tarfile.GNU_FORMAT) as t:
+        def add(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "") -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.linkname = kind, len(data), link
+            t.addfile(info, io.BytesIO(data) if data else None)
+        add(f"{wnid}_1.JPEG", data=b"good one")
+        add(f"../{wnid}_2.JPEG", data=b"escape up")
+        add(f"/tmp/{wnid}_3.JPEG", data=b"escape to an absolute path")
+        add(f"{wnid}_4.JPEG", tarfile.SYMTYPE, link="/etc/passwd")
+        add(f"{wnid}_5.JPEG", tarfile.LNKTYPE, link=f"{wnid}_1.JPEG")
+        add(f"{wnid}_6.JPEG", tarfile.CHRTYPE)
+        add(f"{wnid}_7.JPEG", tarfile.FIFOTYPE)
+        add("../../../outside.JPEG", tarfile.SYMTYPE, link="/etc/passwd")
+    with tarfile.open(manual / TRAIN, "w", format=tarfile.GNU_FORMAT) as t:
+        info = tarfile.TarInfo(f"{wnid}.tar")
+        info.size = len(inner.getvalue())
+        t.addfile(info, io.BytesIO(inner.getvalue()))
+        link = tarfile.TarInfo("../n01443537.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        t.addfile(link)
+    listed = manual / "ImageNet_LT_train.txt"
+    listed.write_text("".join(f"train/{wnid}/{wnid}_{i}.JPEG 0\n" for i in range(1, 8)))
+    before = set(tmp_path.rglob("*"))
+    line = fails(build(manual, out, env, "--split", "train"), "6 image(s)", f"{wnid}_2.JPEG")
+    assert "missing" in line
+
+    listed.write_text(f"train/{wnid}/{wnid}_1.JPEG 0\n")
+    completes(manual, out, env, "--split", "train")
+    files = {p.relative_to(out).as_posix(): p for p in out.rglob("*")}
+    assert (out / f"train/{wnid}/{wnid}_1.JPEG").read_bytes() == b"good one"
+    assert all(stat.S_ISREG(p.lstat().st_mode) or stat.S_ISDIR(p.lstat().st_mode)
+               for p in files.values())
+    assert [r for r in files if r.startswith("train/")] == ["train/n01440764",
+                                                             f"train/{wnid}/{wnid}_1.JPEG"]
+    cache = Path(env["LTEXTRACT_CACHE_DIR"])
+    new = {p for p in set(tmp_path.rglob("*")) - before
+           if not {out, cache} & {p, *p.parents}}
+    assert new == set()
+    assert not Path(f"/tmp/{wnid}_3.JPEG").exists()
+
+
+def _set_size(block: bytearray, size: int) -> bytearray:
+    if size < 8 ** 11:
+        block[SIZE] = b"%011o\x00" % size
+    else:  # GNU base-256
+        block[SIZE] = bytes([0x80]) + size.to_bytes(11, "big")
+    return with_checksum(block)
+
+
+@pytest.mark.parametrize("level", ["outer", "inner"])
+@pytest.mark.parametrize("huge", [8 ** 11 - 1, 1 << 62])
+def test_size_field_larger_than_archive(manual, out, env, want, level, huge):
+    tar = manual / TRAIN
+    data = bytearray(tar.read_bytes())
+    second = outer_members(tar)[1]
+    at = second.offset if level == "outer" else second.offset_data
+    data[at:at + BLOCK] = _set_size(bytearray(data[at:at + BLOCK]), huge)
+    tar.write_bytes(bytes(data))
+    line = fails(build(manual, out, env), str(tar), f"header at offset {at:,}")
+    if level == "outer" and huge < OFFICIAL_SIZES[TRAIN]:
+        # the official tar is bigger than this member: a cut download explains it as well
+        assert "truncated" in line and "incomplete download?" in line
+    else:
+        assert "corrupt" in line and "truncated" not in line
+    assert_no_partial(out, want)

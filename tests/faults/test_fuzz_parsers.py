@@ -1,0 +1,190 @@
+"""Fuzzing the two parsers of hostile input: list lines and tar headers (random and mutated real
+ones). Each must parse or raise the project's own error (an LtError), never anything else, and
+never loop: reads are counted and bounded by the archive's size."""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ltextract import tarindex
+from ltextract.base import ListError, LtError, TarError, label_of, wnids
+from ltextract.splits import parse_list
+from ltextract.synth import SynthSpec, make_manual_dir
+from ltextract.tarheader import BLOCK, CHKSUM, parse_header, parse_pax
+
+W = wnids()
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- list lines -----------------------------------------------------------------------------
+
+_good_line = st.builds(lambda i, n, top: f"{top}/{W[i]}/{W[i]}_{n}.JPEG {i}",
+                       st.integers(0, 999), st.integers(0, 10**6), st.sampled_from(["train", "val"]))
+_junk = st.sampled_from(["/", "..", "../", "\0", "\u00e9", "\ufeff", " ", "\t", "\r", "\\", "-1",
+                         "n01440764", "train/", "/etc/passwd", "0", "1000", "\x7f", "\x1b[2J"])
+
+
+@st.composite
+def mutated_line(draw) -> str:
+    line = draw(_good_line)
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(line)))
+        cut = draw(st.integers(0, 3))
+        line = line[:at] + draw(_junk | st.text(max_size=3)) + line[at + cut:]
+    return line
+
+
+@FUZZ
+@given(st.lists(mutated_line(), min_size=1, max_size=8), st.sampled_from(["\n", "\r\n"]))
+def test_list_lines_parse_or_raise_list_error(lines, eol):
+    data = eol.join(lines).encode("utf-8", "surrogatepass")
+    try:
+        entries = parse_list(data, "L.txt")
+    except ListError as e:
+        assert str(e).startswith("L.txt") and "\n" not in str(e)
+        return
+    for e in entries:  # what a later stage turns into a path under OUT
+        assert "/" not in e.file and e.file not in (".", "..") and e.file.isprintable()
+        assert e.file.isascii() and e.label == label_of()[e.wnid] and e.top in ("train", "val")
+
+
+# --- tar headers ------------------------------------------------------------------------------
+
+class _Tars(dict):
+    def __repr__(self) -> str:  # hypothesis prints the arguments of a failing example
+        return "<real tars>"
+
+
+@pytest.fixture(scope="session")
+def real_tars(tmp_path_factory) -> dict[str, tuple[bytes, list[int]]]:
+    """Small real tars in each header format (long names and odd members included), each with
+    the offsets of its header blocks as a reference walk finds them."""
+    tars = _Tars()
+    root = tmp_path_factory.mktemp("fuzz")
+    for fmt in ("ustar", "gnu", "pax"):
+        syn = make_manual_dir(root / fmt, SynthSpec(classes=2, seed=4, fmt=fmt, long_names=True,
+                                                    extras=True, train_max=4, train_min=3))
+        for which, path in (("train", syn.train_tar), ("val", syn.val_tar)):
+            data = path.read_bytes()
+            tars[f"{fmt}-{which}"] = (data, header_offsets(data))
+    return tars
+
+
+def header_offsets(data: bytes) -> list[int]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return [m.offset for m in t]
+
+
+def fix_checksum(block: bytearray) -> None:
+    block[CHKSUM] = b" " * 8
+    block[CHKSUM] = b"%06o\x00 " % sum(block)
+
+
+def mutate(tar: bytes, offsets: list[int], data: st.DataObject, edits: list[tuple[int, bytes]],
+           checksum_fixed: bool) -> bytearray:
+    """Overwrite bytes of some header blocks; with the checksum fixed, the edit reaches the fields."""
+    out = bytearray(tar)
+    for pos, new in edits:
+        at = data.draw(st.sampled_from(offsets))
+        block = out[at:at + BLOCK]
+        block[pos:pos + len(new)] = new
+        del block[BLOCK:]
+        if checksum_fixed:
+            fix_checksum(block)
+        out[at:at + BLOCK] = block
+    return out
+
+
+_tar_name = st.sampled_from(["ustar-train", "gnu-train", "pax-train", "ustar-val", "gnu-val",
+                             "pax-val"])
+_edit = st.tuples(st.integers(0, BLOCK - 1), st.binary(min_size=1, max_size=12))
+
+
+@FUZZ
+@given(st.binary(min_size=BLOCK, max_size=BLOCK))
+def test_random_blocks_parse_or_raise_tar_error(block):
+    try:
+        header = parse_header(block)
+    except TarError:
+        return
+    assert header.size >= 0
+
+
+@FUZZ
+@given(_tar_name, st.data(), st.lists(_edit, min_size=1, max_size=6), st.booleans())
+def test_mutated_real_headers(real_tars, name, data, edits, checksum_fixed):
+    tar, offsets = real_tars[name]
+    at = data.draw(st.sampled_from(offsets))
+    block = mutate(tar[at:at + BLOCK], [0], data, edits, checksum_fixed)
+    try:
+        header = parse_header(bytes(block))
+    except TarError:
+        return
+    assert header.size >= 0 and isinstance(header.name, str)
+
+
+@FUZZ
+@given(st.binary(max_size=300) | st.lists(
+    st.tuples(st.integers(-5, 400), st.text(max_size=12), st.text(max_size=30)), max_size=5).map(
+        lambda recs: "".join(f"{n} {k}={v}\n" for n, k, v in recs).encode("utf-8", "surrogatepass")))
+def test_pax_records_parse_or_raise_tar_error(data):
+    try:
+        records = parse_pax(data)
+    except TarError:
+        return
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in records.items())
+
+
+def walk(data: bytes, end: int) -> list[tuple[str, int, int]]:
+    """iter_members over `data`, failing (instead of hanging) if it reads more than it could."""
+    reads = [0]
+    limit = 2 * (len(data) // BLOCK) + 4
+
+    class Counted:
+        def __getitem__(self, span: slice) -> bytes:
+            reads[0] += 1
+            assert reads[0] <= limit, "iter_members keeps reading: a loop"
+            return data[span]
+    return [(tarindex.decode_name(name), offset, size)
+            for name, offset, size in tarindex.iter_members(Counted(), 0, end, "T.tar")]
+
+
+@FUZZ
+@given(_tar_name, st.data(), st.lists(_edit, min_size=1, max_size=4), st.booleans(),
+       st.floats(0.0, 1.0))
+def test_mutated_real_tars_index_or_raise_tar_error(real_tars, name, data, edits, checksum_fixed,
+                                                   keep):
+    tar = mutate(*real_tars[name], data, edits, checksum_fixed)
+    end = max(0, int(len(tar) * keep))  # and sometimes cut short
+    try:
+        members = walk(bytes(tar), end)
+    except LtError as e:
+        assert isinstance(e, TarError) and "\n" not in str(e)
+        return
+    for _, offset, size in members:
+        assert 0 <= offset and offset + size <= end
+
+
+@settings(max_examples=60, deadline=None)
+@given(_tar_name, st.data(), st.lists(_edit, min_size=1, max_size=4), st.booleans())
+def test_scan_of_mutated_nested_tar_or_tar_error(real_tars, name, data, edits, checksum_fixed):
+    """The whole scan (outer tar, then each class tar in place) on a mutated file."""
+    tar = mutate(*real_tars[name], data, edits, checksum_fixed)
+    fd, path = tempfile.mkstemp(suffix=".tar")
+    try:
+        os.write(fd, bytes(tar))
+        os.close(fd)
+        try:
+            index = tarindex.scan(Path(path), nested=name.endswith("train"))
+        except TarError as e:
+            assert "\n" not in str(e)
+            return
+        assert all(o + s <= len(tar) for o, s in zip(index.offsets, index.sizes))
+    finally:
+        os.unlink(path)
