@@ -161,3 +161,33 @@ def test_choose_reads_this_machine(tmp_path):
     tar.write_bytes(b"")
     assert stream.choose(tar) in ("seek", "stream")
     assert stream.rotational(tar) in (True, False, None)
+
+
+def _rewrite_val_tar(syn, extra: list[tuple[str, bytes]]) -> None:
+    """The val tar again, with `extra` members appended (before the end-of-archive blocks)."""
+    import io
+    import tarfile
+
+    with tarfile.open(syn.val_tar) as src:
+        members = [(m, src.extractfile(m).read()) for m in src if m.isfile()]
+    with tarfile.open(syn.val_tar, "w", format=tarfile.GNU_FORMAT) as dst:
+        for m, data in members:
+            dst.addfile(m, io.BytesIO(data))
+        for name, data in extra:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+
+
+def test_member_stored_twice_last_copy_wins_in_both_strategies(tmp_path, env):
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2, seed=8))
+    wnid_file = syn.lists["test"].read_text().splitlines()[0].split()[0]  # val/<wnid>/<file>
+    name = wnid_file.split("/")[-1]
+    _rewrite_val_tar(syn, [(name, b"second copy"), ("bad\nname.JPEG", b"unnamable by a list")])
+    no_index = {"LTEXTRACT_CACHE_DIR": str(tmp_path / "c2")}
+    runs = (("seek", env), ("stream", env), ("stream", no_index))  # the 2nd uses the index the 1st made
+    for i, (strategy, run_env) in enumerate(runs):
+        r = build(syn, tmp_path / f"out{i}", run_env, "--strategy", strategy, "--split", "test")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / f"out{i}" / "test" / wnid_file.split("/", 1)[1]).read_bytes() == b"second copy"
+    assert tree(tmp_path / "out0") == tree(tmp_path / "out1") == tree(tmp_path / "out2")

@@ -73,14 +73,16 @@ class Forward:
             n -= got
 
 
-Wanted = dict[str, dict[bytes, list]]  # group ("" or "<wnid>.tar") -> member name -> jobs
+Wanted = dict[str, dict[bytes, list]]  # group ("" or "<wnid>.tar") -> member name -> jobs (.offset)
 Write = Callable[[object, bytes], object]  # (job, payload) -> result, run in a worker thread
 
 
 def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Write, workers: int,
                 size: Optional[int] = None) -> Iterator[object]:
     """Read `f` once from start to end; each wanted member's payload goes to `write(job, data)`
-    in a thread pool (hashing and writing overlap the reading). Yields write's results."""
+    in a thread pool (hashing and writing overlap the reading). Yields write's results.
+    A job's `offset` is where an index located it, or -1: then every copy of the name is
+    written, in order, so the last one stays, as with seek."""
     src = Forward(f, label)
     check_head(label, src[0:BLOCK])
     pending: deque[tuple[Future, int]] = deque()
@@ -96,6 +98,8 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
                     continue
                 data = src.payload(offset, length)
                 for job in jobs:
+                    if 0 <= job.offset != offset:
+                        continue  # the index located another copy of this name (the last one)
                     if id(job) in seen:  # a member stored twice: the later copy must land last
                         yield from (future.result() for future, _ in _drain(pending))
                         in_flight = 0
