@@ -7,7 +7,6 @@ import tarfile
 import time
 import zlib
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st

@@ -102,3 +102,10 @@ def read_json(path: Path, missing: str) -> Any:
 def atomic_write(path: Path, data: bytes) -> None:
     with atomic_writer(path) as f:
         f.write(data)
+
+
+def unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

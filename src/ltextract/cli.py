@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterator, Optional
 import click
 from tqdm import tqdm
 
-from ltextract import __version__, extract, links, manifest, multipart, shards, sources, stream, tarindex
+from ltextract import (__version__, extract, links, manifest, multipart, outdir, shards, sources, stream,
+                       tarindex)
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
 from ltextract.splits import SPLITS, TOP, SplitList, canonical_sha256, check_split, load_lists
@@ -213,9 +214,9 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
     if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):
         raise LtError(f"--link {link} needs an extracted tree as source, but "
                       + "; ".join(s.describe() for s in srcs.values()))
-    extract.prepare_out(out)
-    with extract.OutLock(out), contextlib.ExitStack() as stack:
-        extract.remove_stale_temps(out)
+    outdir.prepare_out(out)
+    with outdir.OutLock(out), contextlib.ExitStack() as stack:
+        outdir.remove_stale_temps(out)
         lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
@@ -233,7 +234,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
             src = srcs[TOP[split]]
             if src.top in unindexed:
                 jobs[split] = extract.plan_unindexed(split, sl, src.path)
-                identities[src.top] = extract.file_identity(None if src.kind == "stdin" else src.path)
+                identities[src.top] = outdir.file_identity(None if src.kind == "stdin" else src.path)
         if fmt == "webdataset":
             summary = build_shards(out, lists, jobs, identities, shard_spec, workers, quiet)
             if as_json:
@@ -260,7 +261,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
 
 def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
                 lists: dict[str, SplitList], workers: int, quiet: bool,
-                place: Optional[Callable[[extract.Job], extract.Done]], link: str) -> dict[str, Any]:
+                place: Optional[Callable[[extract.Job], outdir.Done]], link: str) -> dict[str, Any]:
     """Copy every split served by one source (one pass for train and val), then write those
     splits' manifests."""
     started = time.monotonic()

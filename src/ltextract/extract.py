@@ -7,27 +7,23 @@ mtime, sha256) lets a re-run after any interruption keep what is whole and redo 
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import hashlib
 import os
-import re
 import shutil
 import stat
-import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Optional, TextIO
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 
 from ltextract import stream
-from ltextract.base import LtError, TarError
+from ltextract.base import LtError, TarError, unlink_quietly
+from ltextract.outdir import Done, Journal, ensure_dir, journal_path, read_journal
 from ltextract.splits import SplitList
-from ltextract.tarindex import ArchiveIndex, fingerprint
+from ltextract.tarindex import ArchiveIndex
 
-STATE_DIR = ".ltextract"
 TMP_SUFFIX = ".ltx-part"
 BATCH = 64
 BLOCK_SLACK = 4096  # per-file allowance for filesystem block rounding in the space check
@@ -42,14 +38,6 @@ class Job:
     tar: Path
     offset: int
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    rel: str
-    size: int
-    mtime_ns: int
-    sha256: str
 
 
 # --- planning (pure) --------------------------------------------------------------------
@@ -103,146 +91,6 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
                     found[key] = (index.offsets[i], index.sizes[i])  # the last copy wins, as in tar
         first += group.count
     return found
-
-
-# --- the output folder ------------------------------------------------------------------
-
-class OutLock:
-    """One build per OUT at a time: an flock on OUT/.ltextract/lock holding the owner's pid."""
-
-    def __init__(self, out: Path):
-        self.path = out / STATE_DIR / "lock"
-        self.fd = -1
-
-    def __enter__(self) -> "OutLock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise LtError(f"another ltextract build (pid {holder}) is writing {self.path.parent.parent};"
-                          " wait for it to finish") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-
-
-def prepare_out(out: Path) -> None:
-    """Fail before any work when OUT cannot hold the result."""
-    if out.is_symlink() and not out.is_dir():
-        raise LtError(f"output folder {out} is a dangling symlink")
-    if out.exists() and not out.is_dir():
-        raise LtError(f"output path {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        ensure_dir(out / STATE_DIR)
-        fd, probe = tempfile.mkstemp(dir=out / STATE_DIR, prefix="probe.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise LtError(f"cannot write to output folder {out}: {e.strerror}") from None
-
-
-#: Temporary names of an interrupted run that no later step would reuse: manifests, lists and
-#: metadata written by base.atomic_writer (".<name>.<random>.tmp") and journal rewrites.
-_STALE = re.compile(r"\.((train|val|test)\.csv|ImageNet_LT_(train|val|test)\.txt|ltextract\.json)"
-                    r"\.[^/]+\.tmp")
-
-
-def remove_stale_temps(out: Path) -> None:
-    """Delete what a killed run left behind; call with the OUT lock held (no other run writes)."""
-    for folder, pattern in ((out, _STALE), (out / STATE_DIR, re.compile(r"[a-z]+\.tmp"))):
-        for entry in os.scandir(folder):
-            if pattern.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
-                os.unlink(entry.path)
-
-
-def ensure_dir(path: Path) -> None:
-    """Create a folder we write into, refusing to write through a symlink planted in OUT."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        os.mkdir(path)
-        return
-    if stat.S_ISLNK(st.st_mode):
-        raise LtError(f"{path} is a symlink; ltextract never writes through links (remove it)")
-    if not stat.S_ISDIR(st.st_mode):
-        raise LtError(f"{path} exists and is not a folder")
-
-
-# --- journal ----------------------------------------------------------------------------
-
-def journal_path(out: Path, split: str) -> Path:
-    return out / STATE_DIR / f"{split}.journal"
-
-
-def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
-    """Finished files from earlier runs against the same tar; anything else is redone."""
-    try:
-        with _open_nofollow(journal_path(out, split), os.O_RDONLY, "r") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        if e.errno == errno.ELOOP:  # a planted link is no journal of ours; Journal replaces it
-            return {}
-        raise
-    if not lines or lines[0] != identity:
-        return {}
-    done: dict[str, Done] = {}
-    for line in lines[1:]:
-        parts = line.split("\t")
-        if len(parts) == 4 and len(parts[3]) == 64 and parts[1].isdigit() and parts[2].isdigit():
-            done[parts[0]] = Done(parts[0], int(parts[1]), int(parts[2]), parts[3])
-    return done
-
-
-class Journal:
-    def __init__(self, out: Path, split: str, identity: str, keep: Iterable[Done]):
-        path = journal_path(out, split)
-        tmp = path.with_suffix(".tmp")
-        _unlink_quietly(tmp)  # and never write through whatever was planted there
-        try:
-            with _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "w") as f:
-                f.write(identity + "\n")
-                f.writelines(_journal_line(d) for d in keep)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        # line-buffered: a killed run loses at most the lines of the files in flight
-        self.file = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, "a", buffering=1)
-
-    def add(self, done: Done) -> None:
-        self.file.write(_journal_line(done))
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _open_nofollow(path: Path, flags: int, mode: str, buffering: int = -1) -> TextIO:
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    return open(fd, mode, buffering, encoding="utf-8", errors="surrogateescape")
-
-
-def _journal_line(d: Done) -> str:
-    return f"{d.rel}\t{d.size}\t{d.mtime_ns}\t{d.sha256}\n"
-
-
-def tar_identity(index: ArchiveIndex) -> str:
-    return f"{index.path.name} {index.size} {index.mtime_ns} {index.fingerprint}"
-
-
-def file_identity(path: Optional[Path]) -> str:
-    """`tar_identity` without an index; a pipe has none, so its journals are never trusted."""
-    if path is None or not path.is_file():
-        return f"- {time.time_ns()}"
-    st = os.stat(path)
-    return f"{path.name} {st.st_size} {st.st_mtime_ns} {fingerprint(path)}"
 
 
 # --- copying ----------------------------------------------------------------------------
@@ -324,18 +172,11 @@ def place_atomically(final: Path, fill: Callable[[int], None]) -> int:
     except BaseException as e:
         if fd >= 0:
             os.close(fd)
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         if isinstance(e, OSError) and not e.filename:  # write() errors do not say where
             e.filename = str(final)
         raise
     return mtime_ns
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int], None],
@@ -367,7 +208,7 @@ def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int]
             yield from finished
             progress(sum(d.size for d in finished))
     except OSError as e:
-        raise LtError(_write_error(out, e)) from None
+        raise LtError(write_error(out, e)) from None
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -384,10 +225,10 @@ def stream_jobs(out: Path, f: BinaryIO, label: str, nested: bool, todo: list[Job
             yield d
             progress(d.size)
     except OSError as e:
-        raise LtError(_write_error(out, e)) from None
+        raise LtError(write_error(out, e)) from None
 
 
-def _write_error(out: Path, e: OSError) -> str:
+def write_error(out: Path, e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return f"disk full while writing {e.filename or out}; free some space and re-run to finish"
     if e.errno == errno.ELOOP:
@@ -453,7 +294,7 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[st
             for journal in journals.values():
                 journal.close()
     except OSError as e:  # the journals' own writes; copy_jobs words its errors itself
-        raise LtError(_write_error(journal_path(out, works[0].split), e)) from None
+        raise LtError(write_error(journal_path(out, works[0].split), e)) from None
     for w in works:
         missing = [j.rel.split("/", 1)[1] for j in w.jobs if j.rel not in done[w.split]]
         if missing:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from ltextract.base import LtError
-from ltextract.extract import TMP_SUFFIX, Done, Job, _unlink_quietly, copy_one, place_atomically
+from ltextract.base import unlink_quietly
+from ltextract.extract import TMP_SUFFIX, Job, copy_one, place_atomically
+from ltextract.outdir import Done
 
 MODES = ("copy", "hardlink", "reflink", "symlink")
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -64,7 +66,7 @@ class Placer:
         finally:
             os.close(src_fd)
         tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         try:
             if self.mode == "hardlink":
                 os.link(os.path.realpath(job.tar), tmp)  # link() itself would link a symlink
@@ -72,7 +74,7 @@ class Placer:
                 os.symlink(os.path.abspath(job.tar), tmp)
             os.replace(tmp, final)
         except OSError as e:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             if self.mode == "hardlink" and e.errno == errno.EXDEV:
                 raise LtError(f"--link hardlink needs OUT on the same filesystem as {job.tar};"
                               " use --link reflink or copy") from None

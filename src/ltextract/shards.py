@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ltextract import multipart
-from ltextract.base import LtError, TarError, atomic_write, read_json
-from ltextract.extract import (TMP_SUFFIX, Done, Job, Journal, _unlink_quietly, _write_error,
-                               ensure_dir, journal_path, read_journal)
+from ltextract.base import LtError, TarError, atomic_write, read_json, unlink_quietly
+from ltextract.extract import TMP_SUFFIX, Job, write_error
+from ltextract.outdir import Done, Journal, ensure_dir, journal_path, read_journal
 from ltextract.manifest import Row
 from ltextract.tarheader import BLOCK, padded
 
@@ -155,7 +155,7 @@ def write_shard(out: Path, shard: Shard, read: Callable[[Job], bytes]) -> tuple[
             st = os.fstat(f.fileno())
         os.replace(tmp, final)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     return Done(shard.rel, st.st_size, st.st_mtime_ns, shard_hash.hexdigest()), digests
 
@@ -258,7 +258,7 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
                 jl.add(done)
                 digests.update(sample_digests)
     except OSError as e:
-        raise LtError(_write_error(out, e)) from None
+        raise LtError(write_error(out, e)) from None
     finally:
         jl.close()
         for reader in readers.values():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ltextract import extract, multipart
+from ltextract import extract, multipart, outdir
 from ltextract.base import TRAIN_TAR, VAL_TAR, TarError
 from ltextract.extract import Job
 from ltextract.splits import SplitList
@@ -159,7 +159,7 @@ def plan(lists: dict[str, SplitList], srcs: dict[str, Source],
         if src.kind in INDEXED:
             index = tar_index(src)
             where[top] = {k: (index.path, *v) for k, v in extract.locate(index, keys).items()}
-            identities[top] = extract.tar_identity(index)
+            identities[top] = outdir.tar_identity(index)
         else:
             where[top] = locate(src, keys, class_index)
             identities[top] = identity(src, link if src.kind == "tree" else "copy")

@@ -22,7 +22,7 @@ import time
 import types
 from typing import Any, Callable
 
-from ltextract import base, cli, extract, manifest, tarheader, tarindex
+from ltextract import base, cli, extract, manifest, outdir, tarheader, tarindex
 
 _lock = threading.Lock()
 
@@ -102,7 +102,7 @@ def install(spec: str) -> None:
             elif target == "file_rename":  # a temporary file whole, not yet renamed
                 extract.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
             elif target == "journal_add":  # renamed, not yet journaled
-                extract.Journal.add = _counted(extract.Journal.add, n_, bool(after))
+                outdir.Journal.add = _counted(outdir.Journal.add, n_, bool(after))
             elif target == "manifest_rename":  # a manifest/list/metadata temp file whole
                 base.os = _Os(replace=_counted(os.replace, n_, bool(after)))
             elif target == "write_split":  # files done, manifests not written
