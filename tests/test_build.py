@@ -13,7 +13,7 @@ import time
 import pytest
 
 from ltextract.synth import SynthSpec, make_manual_dir
-from lt_util import error_line, run_cli, tar_bytes
+from lt_util import run_cli, tar_bytes
 
 
 @pytest.fixture
