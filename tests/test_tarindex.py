@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import tarindex
+from ltextract import indexfile, tarindex
 from ltextract.base import TarError
 from ltextract.synth import SynthSpec, make_manual_dir
 from ltextract.tarheader import BLOCK, CHKSUM
@@ -59,9 +59,9 @@ def test_skips_links_dirs_and_special(tmp_path):
 
 def test_cache_roundtrip_and_invalidation(tmp_path):
     syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
-    first = tarindex.load_or_scan(syn.train_tar, True)
+    first = indexfile.load_or_scan(syn.train_tar, True)
     assert not first.from_cache
-    second = tarindex.load_or_scan(syn.train_tar, True)
+    second = indexfile.load_or_scan(syn.train_tar, True)
     assert second.from_cache and indexed(second) == indexed(first)
     # same size and mtime, different content: the fingerprint catches it
     st = syn.train_tar.stat()
@@ -69,22 +69,22 @@ def test_cache_roundtrip_and_invalidation(tmp_path):
     data[-1] ^= 0xFF
     syn.train_tar.write_bytes(bytes(data))
     os.utime(syn.train_tar, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert not tarindex.load_or_scan(syn.train_tar, True).from_cache
+    assert not indexfile.load_or_scan(syn.train_tar, True).from_cache
     # a damaged cache file is rebuilt, not trusted
-    tarindex.index_path(syn.train_tar).write_bytes(b"PK\x03\x04 garbage")
-    again = tarindex.load_or_scan(syn.train_tar, True)
+    indexfile.index_path(syn.train_tar).write_bytes(b"PK\x03\x04 garbage")
+    again = indexfile.load_or_scan(syn.train_tar, True)
     assert not again.from_cache and indexed(again) == indexed(first)
     # touching the tar invalidates too
     os.utime(syn.train_tar, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert not tarindex.load_or_scan(syn.train_tar, True).from_cache
+    assert not indexfile.load_or_scan(syn.train_tar, True).from_cache
 
 
 def test_cache_lives_in_cache_dir_not_beside_tar(tmp_path):
     syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=2))
     before = set(os.listdir(syn.manual_dir))
-    tarindex.load_or_scan(syn.val_tar, False)
+    indexfile.load_or_scan(syn.val_tar, False)
     assert set(os.listdir(syn.manual_dir)) == before
-    assert tarindex.index_path(syn.val_tar).is_relative_to(tmp_path / "cache")
+    assert indexfile.index_path(syn.val_tar).is_relative_to(tmp_path / "cache")
 
 
 def truncated_copy(src: Path, dest: Path, size: int) -> Path:

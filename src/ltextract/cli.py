@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator, Optional
 import click
 from tqdm import tqdm
 
-from ltextract import (__version__, extract, links, manifest, multipart, outdir, shards, sources, stream,
-                       tarindex)
+from ltextract import (__version__, extract, indexfile, links, manifest, multipart, outdir, shards, sources,
+                       stream, tarindex)
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
 from ltextract.manifest import Row
 from ltextract.splits import SPLITS, TOP, SplitList, canonical_sha256, check_split, load_lists
@@ -81,7 +81,7 @@ def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
 
 def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarindex.ArchiveIndex:
     with bar(f"index {tar.name}", multipart.stat(tar)[0], quiet) as b:
-        return tarindex.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
+        return indexfile.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
 
 
 class _DownloadingCommand(click.Command):
@@ -225,11 +225,11 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
             say(src.describe(), quiet)
         # a stream uses an index only when one is already cached; otherwise it needs none
         unindexed = {top for top, src in srcs.items() if how[top] == "stream" and
-                     (src.kind == "stdin" or tarindex.load(src.path, top == "train") is None)}
+                     (src.kind == "stdin" or indexfile.load(src.path, top == "train") is None)}
         jobs, identities = sources.plan({s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
                                         {t: s for t, s in srcs.items() if t not in unindexed},
                                         lambda s: load_index(s.path, s.top, quiet),
-                                        lambda tar: tarindex.load_or_scan(tar, nested=False), link)
+                                        lambda tar: indexfile.load_or_scan(tar, nested=False), link)
         for split, sl in lists.items():
             src = srcs[TOP[split]]
             if src.top in unindexed:

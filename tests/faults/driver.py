@@ -22,7 +22,7 @@ import time
 import types
 from typing import Any, Callable
 
-from ltextract import base, cli, extract, manifest, outdir, tarheader, tarindex
+from ltextract import base, cli, extract, indexfile, manifest, outdir, tarheader, tarindex
 
 _lock = threading.Lock()
 
@@ -94,9 +94,9 @@ def install(spec: str) -> None:
                 _every_header_parsed()
                 tarindex.parse_header = _counted(tarheader.parse_header, n_, bool(after))
             elif target == "index_save":  # scan done, cache not yet written
-                tarindex.save = _counted(tarindex.save, n_, bool(after))
+                indexfile.save = _counted(indexfile.save, n_, bool(after))
             elif target == "index_rename":  # the cache index written, not yet renamed
-                tarindex.os = _Os(replace=_counted(os.replace, n_, bool(after)))
+                indexfile.os = _Os(replace=_counted(os.replace, n_, bool(after)))
             elif target == "file_write":  # a temporary file half written
                 extract.os = _Os(write=_half_write(n_))
             elif target == "file_rename":  # a temporary file whole, not yet renamed
