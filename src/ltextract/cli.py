@@ -1,28 +1,24 @@
 """Command line: a thin layer over the stages. stdout carries data, stderr progress and messages."""
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import click
-from tqdm import tqdm
 
-from ltextract import (__version__, extract, indexfile, links, manifest, multipart, outdir, shards, sources,
-                       stream, tarindex)
+from ltextract import __version__, links, manifest, multipart, pipeline, shards, sources, stream
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
-from ltextract.manifest import Row
-from ltextract.splits import SPLITS, TOP, SplitList, canonical_sha256, check_split, load_lists
+from ltextract.pipeline import TARS, load_index
+from ltextract.splits import SPLITS, TOP
+from ltextract.ui import Terminal, bar, say, warn
 
 DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
-TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
 STDIN = Path("-")
 FORMATS = ("folders", "webdataset")
 
@@ -33,31 +29,6 @@ class Terminated(BaseException):
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
-
-
-def say(msg: str, quiet: bool = False) -> None:
-    if not quiet:
-        click.echo(msg, err=True)
-
-
-class Terminal:
-    """What --quiet and --progress asked for; one command runs per process."""
-    quiet = False
-    progress = False
-
-
-def warn(msg: str) -> None:
-    if not Terminal.quiet:
-        click.echo(f"ltextract: warning: {msg}", err=True)
-
-
-@contextmanager
-def bar(desc: str, total: int, quiet: bool) -> Iterator[tqdm]:
-    """On stderr, only when it is a terminal (tqdm's disable=None) unless --progress."""
-    disable = True if quiet else (False if Terminal.progress else None)
-    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-              disable=disable, file=sys.stderr, leave=False) as b:
-        yield b
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
@@ -77,11 +48,6 @@ def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
         how = "" if manual_dir else " (pass --manual-dir or set LTEXTRACT_MANUAL_DIR)"
         raise LtError(f"manual dir {path} does not exist or is not a folder{how}")
     return path
-
-
-def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarindex.ArchiveIndex:
-    with bar(f"index {tar.name}", multipart.stat(tar)[0], quiet) as b:
-        return indexfile.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
 
 
 class _DownloadingCommand(click.Command):
@@ -214,119 +180,10 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
     if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):
         raise LtError(f"--link {link} needs an extracted tree as source, but "
                       + "; ".join(s.describe() for s in srcs.values()))
-    outdir.prepare_out(out)
-    with outdir.OutLock(out), contextlib.ExitStack() as stack:
-        outdir.remove_stale_temps(out)
-        lists = load_lists(chosen, splits_dir=splits_dir, split_urls=urls, warn=warn)
-        for split, sl in lists.items():
-            check_split(split, sl.entries, Path(sl.source).name)
-        manifest.check_format(out, chosen, fmt)
-        for src in srcs.values():
-            say(src.describe(), quiet)
-        # a stream uses an index only when one is already cached; otherwise it needs none
-        unindexed = {top for top, src in srcs.items() if how[top] == "stream" and
-                     (src.kind == "stdin" or indexfile.load(src.path, top == "train") is None)}
-        jobs, identities = sources.plan({s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
-                                        {t: s for t, s in srcs.items() if t not in unindexed},
-                                        lambda s: load_index(s.path, s.top, quiet),
-                                        lambda tar: indexfile.load_or_scan(tar, nested=False), link)
-        for split, sl in lists.items():
-            src = srcs[TOP[split]]
-            if src.top in unindexed:
-                jobs[split] = extract.plan_unindexed(split, sl, src.path)
-                identities[src.top] = outdir.file_identity(None if src.kind == "stdin" else src.path)
-        if fmt == "webdataset":
-            summary = build_shards(out, lists, jobs, identities, shard_spec, workers, quiet)
-            if as_json:
-                click.echo(json.dumps(summary, indent=2))
-            return
-        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists)
-        # one Placer per mode, so a reflink fallback is announced once per run
-        placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
-        place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
-                 if s.kind not in sources.INDEXED + ("stdin",)}
-        for top, s in srcs.items():
-            if s.kind == "multipart":
-                reader = stack.enter_context(contextlib.closing(multipart.PartsReader(s.path)))
-                place[top] = lambda job, r=reader: extract.write_one(out, job, r.read(job.offset, job.size))
-        records: dict[str, Any] = {}
-        for top, src in srcs.items():
-            records.update(copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
-                                       lists, workers, quiet, place.get(top), link))
-        summary: dict[str, Any] = {"out": str(out), "strategy": how,
-                                   "splits": {s: records[s] for s in lists}}
+    summary = pipeline.run_build(pipeline.BuildRequest(
+        out, chosen, splits_dir, urls, srcs, how, fmt, shard_spec, link, workers), quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
-
-
-def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
-                lists: dict[str, SplitList], workers: int, quiet: bool,
-                place: Optional[Callable[[extract.Job], outdir.Done]], link: str) -> dict[str, Any]:
-    """Copy every split served by one source (one pass for train and val), then write those
-    splits' manifests."""
-    started = time.monotonic()
-    todo = [j for w in works for j in w.todo]
-    sizes = [j.size for j in todo]
-    with bar(f"{' + '.join(w.split for w in works)} ({how})",
-             sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
-        if how == "seek":
-            done = extract.record(out, works, extract.copy_jobs(out, todo, workers, b.update, place))
-        elif not todo:
-            done = extract.record(out, works, ())
-        else:
-            tar = None if src.kind == "stdin" else src.path
-            with stream.open_source(tar) as f:
-                label = str(tar) if tar else f"{TARS[src.top]} from stdin"
-                size = tar.stat().st_size if tar and tar.is_file() else None
-                done = extract.record(out, works, extract.stream_jobs(
-                    out, f, label, src.top == "train", todo, workers, b.update, size))
-    records = {}
-    for w in works:
-        rows = [Row(j.rel, j.label, j.wnid, done[w.split][j.rel].size, done[w.split][j.rel].sha256)
-                for j in w.jobs]
-        record = {"files": len(rows), "bytes": sum(r.size for r in rows),
-                  "copied": len(w.todo), "kept": len(w.kept),
-                  "seconds": round(time.monotonic() - started, 3), "list": list_record(lists[w.split])}
-        manifest.write_split(out, w.split, rows)
-        manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
-                                 | {"format": "folders", "source": src.kind,
-                                    "link": link if src.kind == "tree" else "copy"})
-        records[w.split] = record
-        say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
-            f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
-            quiet)
-    return records
-
-
-def list_record(sl: SplitList) -> dict[str, Any]:
-    """What ltextract.json keeps of a split's list, so verify can map OUT back to it."""
-    return {"source": sl.source, "sha256": sl.sha256, "published": sl.published,
-            "canonical_sha256": canonical_sha256((e.path, e.label) for e in sl.entries)}
-
-
-def build_shards(out: Path, lists: dict[str, SplitList], jobs: dict[str, list[extract.Job]],
-                 identities: dict[str, str], size: shards.ShardSize, workers: int,
-                 quiet: bool) -> dict[str, Any]:
-    summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
-    extract.check_space(out, [j for js in jobs.values() for j in js])
-    for split, split_jobs in jobs.items():
-        started = time.monotonic()
-        with bar(split, sum(j.size for j in split_jobs), quiet) as b:
-            result = shards.build_split(out, split, split_jobs, size, identities[TOP[split]], workers,
-                                        b.update)
-        rows = result.rows(split_jobs)
-        sl = lists[split]
-        record = {"format": "webdataset", "files": len(rows), "bytes": sum(r.size for r in rows),
-                  "shards": len(result.shards), "shard_size": str(size),
-                  "list": list_record(sl)}
-        manifest.write_split(out, split, rows, with_list=False)
-        manifest.update_metadata(out, split, record)
-        summary["splits"][split] = record | {"copied_shards": result.copied, "kept_shards": result.kept,
-                                             "seconds": round(time.monotonic() - started, 3)}
-        say(f"{split}: {len(rows):,} samples in {len(result.shards):,} shard(s),"
-            f" {record['bytes'] / 1e6:,.1f} MB"
-            f" (wrote {result.copied:,}, kept {result.kept:,})", quiet)
-    return summary
 
 
 @cli.command()

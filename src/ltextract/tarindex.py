@@ -319,7 +319,12 @@ def iter_groups(buf: Buffer, size: int, nested: bool, where: str) -> Iterator[Gr
         name = normalise(decode_name(raw))
         if name.endswith(".tar") and "/" not in name:
             yield name, offset, offset + length, iter_members(
-                buf, offset, offset + length, f"{where}: {printable(name)}", name[:-4].encode() + b"/")
+                buf, offset, offset + length, f"{where}: {printable(name)}", raw_folder(name[:-4]))
+
+
+def raw_folder(wnid: str) -> bytes:
+    """The `<wnid>/` folder prefix as raw bytes; names hold any bytes (surrogate-escaped)."""
+    return wnid.encode("utf-8", "surrogateescape") + b"/"
 
 
 def strip(name: bytes, folder: bytes) -> bytes:

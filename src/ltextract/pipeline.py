@@ -1,0 +1,150 @@
+"""A whole build, stage after stage: lists -> index -> copy (or shards) -> manifests.
+
+The CLI checks options and picks sources and strategies; this runs them under the OUT lock.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from ltextract import extract, indexfile, links, manifest, multipart, outdir, shards, sources, stream, tarindex
+from ltextract.base import TRAIN_TAR, VAL_TAR
+from ltextract.manifest import Row
+from ltextract.splits import TOP, SplitList, canonical_sha256, check_split, load_lists
+from ltextract.ui import bar, say, warn
+
+TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    out: Path
+    splits: tuple[str, ...]
+    splits_dir: Optional[Path]
+    split_urls: Mapping[str, str]
+    srcs: dict[str, sources.Source]  # list top -> where its images are
+    how: dict[str, str]  # list top -> "seek" | "stream"
+    fmt: str  # "folders" | "webdataset"
+    shard_size: shards.ShardSize
+    link: str
+    workers: int
+
+
+def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
+    """Build every requested split into req.out; returns the summary `--json` prints."""
+    out, srcs, how, link, workers = req.out, req.srcs, req.how, req.link, req.workers
+    outdir.prepare_out(out)
+    with outdir.OutLock(out), contextlib.ExitStack() as stack:
+        outdir.remove_stale_temps(out)
+        lists = load_lists(req.splits, splits_dir=req.splits_dir, split_urls=req.split_urls, warn=warn)
+        for split, sl in lists.items():
+            check_split(split, sl.entries, Path(sl.source).name)
+        manifest.check_format(out, req.splits, req.fmt)
+        for src in srcs.values():
+            say(src.describe(), quiet)
+        # a stream uses an index only when one is already cached; otherwise it needs none
+        unindexed = {top for top, src in srcs.items() if how[top] == "stream" and
+                     (src.kind == "stdin" or indexfile.load(src.path, top == "train") is None)}
+        jobs, identities = sources.plan({s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
+                                        {t: s for t, s in srcs.items() if t not in unindexed},
+                                        lambda s: load_index(s.path, s.top, quiet),
+                                        lambda tar: indexfile.load_or_scan(tar, nested=False), link)
+        for split, sl in lists.items():
+            src = srcs[TOP[split]]
+            if src.top in unindexed:
+                jobs[split] = extract.plan_unindexed(split, sl, src.path)
+                identities[src.top] = outdir.file_identity(None if src.kind == "stdin" else src.path)
+        if req.fmt == "webdataset":
+            return build_shards(out, lists, jobs, identities, req.shard_size, workers, quiet)
+        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists)
+        # one Placer per mode, so a reflink fallback is announced once per run
+        placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
+        place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
+                 if s.kind not in sources.INDEXED + ("stdin",)}
+        for top, s in srcs.items():
+            if s.kind == "multipart":
+                reader = stack.enter_context(contextlib.closing(multipart.PartsReader(s.path)))
+                place[top] = lambda job, r=reader: extract.write_one(out, job, r.read(job.offset, job.size))
+        records: dict[str, Any] = {}
+        for top, src in srcs.items():
+            records.update(copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
+                                       lists, workers, quiet, place.get(top), link))
+        return {"out": str(out), "strategy": how, "splits": {s: records[s] for s in lists}}
+
+
+def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarindex.ArchiveIndex:
+    with bar(f"index {tar.name}", multipart.stat(tar)[0], quiet) as b:
+        return indexfile.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
+
+
+def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
+                lists: dict[str, SplitList], workers: int, quiet: bool,
+                place: Optional[Callable[[extract.Job], outdir.Done]], link: str) -> dict[str, Any]:
+    """Copy every split served by one source (one pass for train and val), then write those
+    splits' manifests."""
+    started = time.monotonic()
+    todo = [j for w in works for j in w.todo]
+    sizes = [j.size for j in todo]
+    with bar(f"{' + '.join(w.split for w in works)} ({how})",
+             sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
+        if how == "seek":
+            done = extract.record(out, works, extract.copy_jobs(out, todo, workers, b.update, place))
+        elif not todo:
+            done = extract.record(out, works, ())
+        else:
+            tar = None if src.kind == "stdin" else src.path
+            with stream.open_source(tar) as f:
+                label = str(tar) if tar else f"{TARS[src.top]} from stdin"
+                size = tar.stat().st_size if tar and tar.is_file() else None
+                done = extract.record(out, works, extract.stream_jobs(
+                    out, f, label, src.top == "train", todo, workers, b.update, size))
+    records = {}
+    for w in works:
+        rows = [Row(j.rel, j.label, j.wnid, done[w.split][j.rel].size, done[w.split][j.rel].sha256)
+                for j in w.jobs]
+        record = {"files": len(rows), "bytes": sum(r.size for r in rows),
+                  "copied": len(w.todo), "kept": len(w.kept),
+                  "seconds": round(time.monotonic() - started, 3), "list": list_record(lists[w.split])}
+        manifest.write_split(out, w.split, rows)
+        manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
+                                 | {"format": "folders", "source": src.kind,
+                                    "link": link if src.kind == "tree" else "copy"})
+        records[w.split] = record
+        say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
+            f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
+            quiet)
+    return records
+
+
+def list_record(sl: SplitList) -> dict[str, Any]:
+    """What ltextract.json keeps of a split's list, so verify can map OUT back to it."""
+    return {"source": sl.source, "sha256": sl.sha256, "published": sl.published,
+            "canonical_sha256": canonical_sha256((e.path, e.label) for e in sl.entries)}
+
+
+def build_shards(out: Path, lists: dict[str, SplitList], jobs: dict[str, list[extract.Job]],
+                 identities: dict[str, str], size: shards.ShardSize, workers: int,
+                 quiet: bool) -> dict[str, Any]:
+    summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
+    extract.check_space(out, [j for js in jobs.values() for j in js])
+    for split, split_jobs in jobs.items():
+        started = time.monotonic()
+        with bar(split, sum(j.size for j in split_jobs), quiet) as b:
+            result = shards.build_split(out, split, split_jobs, size, identities[TOP[split]], workers,
+                                        b.update)
+        rows = result.rows(split_jobs)
+        sl = lists[split]
+        record = {"format": "webdataset", "files": len(rows), "bytes": sum(r.size for r in rows),
+                  "shards": len(result.shards), "shard_size": str(size),
+                  "list": list_record(sl)}
+        manifest.write_split(out, split, rows, with_list=False)
+        manifest.update_metadata(out, split, record)
+        summary["splits"][split] = record | {"copied_shards": result.copied, "kept_shards": result.kept,
+                                             "seconds": round(time.monotonic() - started, 3)}
+        say(f"{split}: {len(rows):,} samples in {len(result.shards):,} shard(s),"
+            f" {record['bytes'] / 1e6:,.1f} MB"
+            f" (wrote {result.copied:,}, kept {result.kept:,})", quiet)
+    return summary
