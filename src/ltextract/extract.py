@@ -51,13 +51,18 @@ def wanted(lists: dict[str, SplitList]) -> dict[str, set[tuple[str, str]]]:
 
 
 def plan_located(lists: dict[str, SplitList], where: dict[str, dict[tuple[str, str], tuple[Path, int, int]]],
-                 source_names: dict[str, str]) -> dict[str, list[Job]]:
-    """Jobs from (wnid, file) -> (file holding the bytes, offset, size), whatever the source."""
+                 source_names: dict[str, str], partial: set[str] = frozenset()) -> dict[str, list[Job]]:
+    """Jobs from (wnid, file) -> (file holding the bytes, offset, size), whatever the source.
+    For a top in `partial` (a truncated tar) the images it lacks are left out, not an error."""
     jobs: dict[str, list[Job]] = {}
     for split, sl in lists.items():
         top = sl.entries[0].top
         found = where[top]
         missing = [e for e in sl.entries if (e.wnid, e.file) not in found]
+        if missing and top in partial:
+            jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label,
+                               *found[(e.wnid, e.file)]) for e in sl.entries if (e.wnid, e.file) in found]
+            continue
         if missing:
             first = ", ".join(e.path for e in missing[:5])
             raise LtError(f"{len(missing):,} image(s) named by {Path(sl.source).name} are missing from"
@@ -248,10 +253,11 @@ class SplitWork:
 
 
 def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
-            lists: dict[str, SplitList]) -> list[SplitWork]:
+            lists: dict[str, SplitList], partial: set[str] = frozenset()) -> list[SplitWork]:
     """What each split still needs, after folders are checked and stale files dropped.
 
-    `identities` maps a list top to its source's identity (`tar_identity` for a tar)."""
+    `identities` maps a list top to its source's identity (`tar_identity` for a tar); splits
+    in `partial` (from a truncated tar) hold only some of their files, so none are dropped."""
     work = []
     for split, split_jobs in jobs.items():
         ensure_dir(out / split)
@@ -260,7 +266,8 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
         identity = identities[lists[split].entries[0].top]
         journal = read_journal(out, split, identity)
         kept, todo = pending(out, split_jobs, journal)
-        _drop_unlisted(out, journal, {j.rel for j in split_jobs})
+        if split not in partial:
+            _drop_unlisted(out, journal, {j.rel for j in split_jobs})
         work.append(SplitWork(split, split_jobs, identity, kept, todo))
     check_space(out, [j for w in work for j in w.todo])
     return work

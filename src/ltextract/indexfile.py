@@ -127,13 +127,20 @@ def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
 
 
 def load_or_scan(tar: Path, nested: bool, progress: Progress = None,
-                 refresh: bool = False) -> ArchiveIndex:
-    """The index of `tar`, from the cache when it still matches the file, else by scanning."""
+                 refresh: bool = False, partial: bool = False) -> ArchiveIndex:
+    """The index of `tar`, from the cache when it still matches the file, else by scanning.
+
+    A truncated tar is an error, unless `partial`: then its index holds the members before the
+    cut and says why in `damage` (and is not cached: the complete file will replace it)."""
     if not refresh:
         cached = load(tar, nested)
         if cached is not None:
             return cached
     index = scan(tar, nested, progress)
+    if index.damage:
+        if not partial:
+            raise TarError(index.damage)
+        return index
     try:
         save(index)
     except OSError as e:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from ltextract import extract, indexfile, links, manifest, multipart, outdir, shards, sources, stream, tarindex
-from ltextract.base import TRAIN_TAR, VAL_TAR
+from ltextract.base import TRAIN_TAR, VAL_TAR, TarError
 from ltextract.manifest import Row
 from ltextract.splits import TOP, SplitList, canonical_sha256, check_split, load_lists
 from ltextract.ui import bar, say, warn
@@ -48,10 +48,12 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         # a stream uses an index only when one is already cached; otherwise it needs none
         unindexed = {top for top, src in srcs.items() if how[top] == "stream" and
                      (src.kind == "stdin" or indexfile.load(src.path, top == "train") is None)}
-        jobs, identities = sources.plan({s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
-                                        {t: s for t, s in srcs.items() if t not in unindexed},
-                                        lambda s: load_index(s.path, s.top, quiet),
-                                        lambda tar: indexfile.load_or_scan(tar, nested=False), link)
+        # a truncated tar still yields the files before the cut (folders only: shards need all)
+        jobs, identities, damage = sources.plan(
+            {s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
+            {t: s for t, s in srcs.items() if t not in unindexed},
+            lambda s: load_index(s.path, s.top, quiet, partial=req.fmt == "folders"),
+            lambda tar: indexfile.load_or_scan(tar, nested=False), link)
         for split, sl in lists.items():
             src = srcs[TOP[split]]
             if src.top in unindexed:
@@ -59,7 +61,8 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
                 identities[src.top] = outdir.file_identity(None if src.kind == "stdin" else src.path)
         if req.fmt == "webdataset":
             return build_shards(out, lists, jobs, identities, req.shard_size, workers, quiet)
-        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists)
+        cut = {s for s in lists if TOP[s] in damage}
+        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists, partial=cut)
         # one Placer per mode, so a reflink fallback is announced once per run
         placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
         place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
@@ -71,20 +74,29 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         records: dict[str, Any] = {}
         for top, src in srcs.items():
             records.update(copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
-                                       lists, workers, quiet, place.get(top), link))
+                                       lists, workers, quiet, place.get(top), link, top not in damage))
+        for top, why in damage.items():
+            kept = sum(records[s]["files"] for s in cut if TOP[s] == top)
+            listed = sum(len(lists[s].entries) for s in cut if TOP[s] == top)
+            raise TarError(f"{why}; the {kept:,} of {listed:,} listed files that lie before the cut"
+                           " are extracted and kept: restore the complete tar and re-run to finish")
         return {"out": str(out), "strategy": how, "splits": {s: records[s] for s in lists}}
 
 
-def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False) -> tarindex.ArchiveIndex:
+def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False,
+               partial: bool = False) -> tarindex.ArchiveIndex:
     with bar(f"index {tar.name}", multipart.stat(tar)[0], quiet) as b:
-        return indexfile.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh)
+        return indexfile.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh,
+                                      partial=partial)
 
 
 def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
                 lists: dict[str, SplitList], workers: int, quiet: bool,
-                place: Optional[Callable[[extract.Job], outdir.Done]], link: str) -> dict[str, Any]:
+                place: Optional[Callable[[extract.Job], outdir.Done]], link: str,
+                complete: bool = True) -> dict[str, Any]:
     """Copy every split served by one source (one pass for train and val), then write those
-    splits' manifests."""
+    splits' manifests (not when the source is truncated: the files are kept, the split is not
+    done)."""
     started = time.monotonic()
     todo = [j for w in works for j in w.todo]
     sizes = [j.size for j in todo]
@@ -108,11 +120,13 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
         record = {"files": len(rows), "bytes": sum(r.size for r in rows),
                   "copied": len(w.todo), "kept": len(w.kept),
                   "seconds": round(time.monotonic() - started, 3), "list": list_record(lists[w.split])}
+        records[w.split] = record
+        if not complete:
+            continue
         manifest.write_split(out, w.split, rows)
         manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
                                  | {"format": "folders", "source": src.kind,
                                     "link": link if src.kind == "tree" else "copy"})
-        records[w.split] = record
         say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
             f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
             quiet)

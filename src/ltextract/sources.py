@@ -151,20 +151,23 @@ def _locate_class_tars(src: Source, keys: set[Key], class_index: Callable[[Path]
 
 def plan(lists: dict[str, SplitList], srcs: dict[str, Source],
          tar_index: Callable[[Source], ArchiveIndex], class_index: Callable[[Path], ArchiveIndex],
-         link: str) -> tuple[dict[str, list[Job]], dict[str, str]]:
-    """Jobs per split, and each top's source identity for the journal."""
-    where, names, identities = {}, {}, {}
+         link: str) -> tuple[dict[str, list[Job]], dict[str, str], dict[str, str]]:
+    """Jobs per split, each top's source identity for the journal, and the damage of each top
+    whose tar is truncated (its jobs are then only the files before the cut)."""
+    where, names, identities, damage = {}, {}, {}, {}
     for top, keys in extract.wanted(lists).items():
         src = srcs[top]
         if src.kind in INDEXED:
             index = tar_index(src)
             where[top] = {k: (index.path, *v) for k, v in extract.locate(index, keys).items()}
             identities[top] = outdir.tar_identity(index)
+            if index.damage:
+                damage[top] = index.damage
         else:
             where[top] = locate(src, keys, class_index)
             identities[top] = identity(src, link if src.kind == "tree" else "copy")
         names[top] = str(src.path)
-    return extract.plan_located(lists, where, names), identities
+    return extract.plan_located(lists, where, names, partial=set(damage)), identities, damage
 
 
 def resolve(manual: Optional[Path], top: str, explicit: Optional[Path]) -> Source:

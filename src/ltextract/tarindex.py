@@ -54,6 +54,9 @@ class ArchiveIndex:
     offsets: array
     sizes: array
     from_cache: bool = False
+    #: Why the scan stopped early (a truncated file): the index then holds only the members
+    #: whose bytes lie wholly before the cut. Never cached.
+    damage: str = ""
 
     @property
     def members(self) -> int:
@@ -228,6 +231,13 @@ def normalise(name: str, wnid: str = "") -> str:
     return name
 
 
+def is_cut(path: Path, size: int, t: Truncated) -> bool:
+    """A cut file explains a member running past its end, unless the member lies inside a class
+    tar (which the outer scan found whole) or claims more than even the complete file holds."""
+    whole = max(size, OFFICIAL_SIZES.get(path.name) or 0)
+    return t.end >= size and t.needs - t.header_at <= whole
+
+
 def truncation_message(path: Path, size: int, t: Truncated) -> str:
     where = t.where
     hint = ""
@@ -235,12 +245,9 @@ def truncation_message(path: Path, size: int, t: Truncated) -> str:
     if official and size != official:
         hint = (f" (the official {path.name} is {official:,} bytes, this file {size:,}:"
                 " an incomplete download?)")
-    # A cut file explains a member running past its end, unless the member lies inside a class
-    # tar (which the outer scan found whole) or claims more than even the complete file holds.
-    whole = max(size, official or 0)
     inner = where[len(str(path)):].lstrip(": ")  # the class tar, when the member is in one
     member = f"{inner + ': ' if inner else ''}{t.what} (header at offset {t.header_at:,})"
-    if t.end >= size and t.needs - t.header_at <= whole:
+    if is_cut(path, size, t):
         return (f"{path} is truncated: {member} needs bytes up to {t.needs:,} but the file ends"
                 f" at {size:,}{hint}")
     bound = f"past the end of its tar at {t.end:,}" if t.end < size else \
@@ -254,12 +261,12 @@ def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
     reader = _open(path)
     try:
         check_head(str(path), reader.read(0, BLOCK))
-        groups, names, offsets, sizes = _scan_groups(reader, path, nested, progress)
+        groups, names, offsets, sizes, damage = _scan_groups(reader, path, nested, progress)
         fingerprint = _fingerprint(reader)
     finally:
         reader.close()
     return ArchiveIndex(path, size, mtime_ns, fingerprint, nested, groups,
-                        names, offsets, sizes)
+                        names, offsets, sizes, damage=damage)
 
 
 def check_head(label: str, head: bytes) -> None:
@@ -275,34 +282,57 @@ def check_head(label: str, head: bytes) -> None:
 
 
 def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progress: Progress):
-    """Groups, names (each followed by "\n"), offsets and sizes. Names are kept as one buffer,
+    """Groups, names (each followed by "\n"), offsets and sizes, and the damage message of a
+    truncated file (the members before the cut are kept). Names are kept as one buffer,
     joined group by group: a list of 1.3M small bytes objects would cost ~80 MB more."""
     groups: list[Group] = []
     names = bytearray()
     offsets, sizes = array("Q"), array("Q")
     done = 0
+    damage = ""
+    group_names: list[bytes] = []
+
+    def close_group(group: str, start: int, end: int) -> None:
+        if b"\n" in b"\x00".join(group_names):  # names hold no NUL: one check per group
+            _drop_newlines(group_names, offsets, sizes)
+        if group_names:
+            names.extend(b"\n".join(group_names) + b"\n")
+        groups.append(Group(group, start, end - start, len(group_names)))
+
     try:
         buf = reader.map if isinstance(reader, _Reader) else _Slices(reader)
         for group, start, end, members in iter_groups(buf, reader.size, nested, str(path)):
-            group_names: list[bytes] = []
-            for name, offset, size in members:
-                group_names.append(name)
-                offsets.append(offset)
-                sizes.append(size)
-            if b"\n" in b"\x00".join(group_names):  # names hold no NUL: one check per group
-                _drop_newlines(group_names, offsets, sizes)
-            if group_names:
-                names += b"\n".join(group_names)
-                names += b"\n"
-            groups.append(Group(group, start, end - start, len(group_names)))
+            group_names = []
+            try:
+                for name, offset, size in members:
+                    group_names.append(name)
+                    offsets.append(offset)
+                    sizes.append(size)
+            except Truncated:
+                _drop_cut(group_names, offsets, sizes, reader.size)
+                close_group(group, start, end)
+                if end <= reader.size:
+                    raise  # the class tar is whole but its members are not: corrupt
+                continue  # the class tar itself is cut: the outer walk reports where
+            close_group(group, start, end)
             if isinstance(reader, _Reader):
                 reader.release(start, end)
             if progress:
                 progress(end - done)
                 done = end
     except Truncated as t:
-        raise TarError(truncation_message(path, reader.size, t)) from None
-    return groups, bytes(names), offsets, sizes
+        damage = truncation_message(path, reader.size, t)
+        if not is_cut(path, reader.size, t):
+            raise TarError(damage) from None  # a corrupt archive: nothing in it is trusted
+    return groups, bytes(names), offsets, sizes, damage
+
+
+def _drop_cut(names: list[bytes], offsets: array, sizes: array, file_size: int) -> None:
+    """Of the members named last (`names`), keep those whose bytes lie wholly before the cut."""
+    while names and offsets[-1] + sizes[-1] > file_size:
+        names.pop()
+        offsets.pop()
+        sizes.pop()
 
 
 GroupMembers = tuple[str, int, int, Iterator[tuple[bytes, int, int]]]
@@ -315,7 +345,21 @@ def iter_groups(buf: Buffer, size: int, nested: bool, where: str) -> Iterator[Gr
     if not nested:
         yield "", 0, size, iter_members(buf, 0, size, where)
         return
-    for raw, offset, length in iter_members(buf, 0, size, where):
+    outer = iter_members(buf, 0, size, where)
+    while True:
+        try:
+            raw, offset, length = next(outer)
+        except StopIteration:
+            return
+        except Truncated as t:
+            # A class tar cut short by the end of the file: its members before the cut are
+            # still whole, so walk them (the walk stops at the cut) before reporting the cut.
+            name = normalise(t.what)
+            if t.what != "header" and name.endswith(".tar") and "/" not in name and t.needs > size:
+                start = t.header_at + BLOCK
+                yield name, start, t.needs, iter_members(
+                    buf, start, t.needs, f"{where}: {printable(name)}", raw_folder(name[:-4]))
+            raise
         name = normalise(decode_name(raw))
         if name.endswith(".tar") and "/" not in name:
             yield name, offset, offset + length, iter_members(

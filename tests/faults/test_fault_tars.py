@@ -18,6 +18,7 @@ import pytest
 from ltextract.base import OFFICIAL_SIZES
 from ltextract.tarheader import BLOCK, CHKSUM, SIZE
 from fault_util import assert_no_partial, build, completes, fails, verifies
+from lt_util import reference_members
 
 TRAIN = "ILSVRC2012_img_train.tar"
 VAL = "ILSVRC2012_img_val.tar"
@@ -34,6 +35,17 @@ def with_checksum(block: bytearray) -> bytearray:
     return block
 
 
+def before_cut(pristine, split: str, cut: int) -> int:
+    """How many of a split's listed images lie wholly before byte `cut` of the train tar."""
+    where = reference_members(pristine.train_tar, nested=True)
+    count = 0
+    for line in pristine.lists[split].read_text().splitlines():
+        _, wnid, name = line.split()[0].split("/")
+        offset, size = where[(f"{wnid}.tar", name)]
+        count += offset + size <= cut
+    return count
+
+
 @pytest.mark.parametrize("where", ["inside a class tar", "inside an outer header"])
 def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where):
     tar = manual / TRAIN
@@ -48,18 +60,24 @@ def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where):
     tar.write_bytes(data[:cut])
 
     line = fails(build(manual, out, env), str(tar), "truncated", *needles)
-    assert f"ends at {cut:,}" in line
+    assert f"ends at {cut:,}" in line and "before the cut are extracted" in line
     assert_no_partial(out, want)  # the files already there stay whole and usable
     verifies(out, env)
     fresh = tmp_path / "fresh"
-    fails(build(manual, fresh, env), "truncated")
-    assert not [p for p in fresh.rglob("*") if p.is_file() and ".ltextract" not in p.parts]
+    fails(build(manual, fresh, env), "truncated", "before the cut are extracted")
+    assert_no_partial(fresh, want)  # files before the cut: whole, byte-identical to the tar's
+    extracted = {s: len([p for p in (fresh / s).rglob("*") if p.is_file()]) for s in ("train", "val")}
+    assert extracted == {s: before_cut(pristine, s, cut) for s in ("train", "val")}
+    assert extracted["train"] > 0
+    assert not (fresh / "train.csv").exists()  # the split is not done: no manifest claims it is
     completes(manual, fresh, env, "--split", "test")  # test comes from the val tar alone
 
-    tar.write_bytes(data)  # restored (same bytes and mtime): the earlier files are reused
+    tar.write_bytes(data)  # restored: the re-run completes both outputs
     os.utime(tar, ns=(mtime, mtime))
-    summary = completes(manual, out, env)
-    assert all(s["copied"] == 0 for s in summary["splits"].values())
+    completes(manual, out, env)
+    verifies(out, env)
+    completes(manual, fresh, env)
+    verifies(fresh, env)
 
 
 def test_corrupt_checksum_in_nested_tar(manual, out, env, want):
