@@ -1,14 +1,16 @@
-"""Tars split into numbered parts (`ILSVRC2012_img_train.tar.001`, `.002`, ...), as some hubs ship
-them, read as one archive without concatenating them on disk: an offset into the whole archive is
-mapped to (part, offset in part), and reads that straddle a boundary are joined.
+"""Byte readers for the tars: a plain file (pread, or mapped with random-access advice for header
+scans), and a tar split into numbered parts (`ILSVRC2012_img_train.tar.001`, `.002`, ...), as
+some hubs ship them, read as one archive without concatenating them on disk: an offset into the
+whole archive is mapped to (part, offset in part), and reads that straddle a boundary are joined.
 """
 from __future__ import annotations
 
 import bisect
+import mmap
 import os
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Union
 
 from ltextract.base import TarError
 
@@ -116,3 +118,51 @@ class FileReader:
 
 def open_bytes(path: Path) -> ByteReader:
     return PartsReader(path) if is_first_part(path) else FileReader(path)
+
+
+class MappedReader:
+    """Random-access reads of 512-byte headers without readahead of the payloads between them."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size
+        self.map: Union[mmap.mmap, None] = None
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+        if self.size:
+            self.map = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
+            if hasattr(mmap, "MADV_RANDOM"):
+                self.map.madvise(mmap.MADV_RANDOM)
+
+    def release(self, start: int, end: int) -> None:
+        """Unmap pages already scanned (they stay in the page cache): touched header pages of a
+        mapping count as resident, which would make the scan's RSS grow with the tar."""
+        if self.map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            first = start - start % mmap.PAGESIZE
+            self.map.madvise(mmap.MADV_DONTNEED, first, min(end, self.size) - first)
+
+    def read(self, offset: int, n: int) -> bytes:
+        if self.map is not None:
+            return self.map[offset:offset + n]
+        return os.pread(self.fd, n, offset)
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+        os.close(self.fd)
+
+
+def open_for_scan(path: Path) -> ByteReader:
+    """For header scans: a split tar (`.tar.001`, ...) as the one archive its parts make, else
+    the file mapped with random-access advice."""
+    return PartsReader(path) if is_first_part(path) else MappedReader(path)
+
+
+class Slices:
+    """buf[a:b] over a reader's read(offset, n), for readers with no single mapping (split tars)."""
+
+    def __init__(self, reader: ByteReader):
+        self.reader = reader
+
+    def __getitem__(self, span: slice) -> bytes:
+        return self.reader.read(span.start, span.stop - span.start)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-import os
 import zlib
 from array import array
 from dataclasses import dataclass
@@ -78,53 +77,6 @@ class ArchiveIndex:
 
 
 # --- scanning -------------------------------------------------------------------------
-
-class _Reader:
-    """Random-access reads of 512-byte headers without readahead of the payloads between them."""
-
-    def __init__(self, path: Path):
-        self.fd = os.open(path, os.O_RDONLY)
-        self.size = os.fstat(self.fd).st_size
-        self.map: Union[mmap.mmap, None] = None
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
-        if self.size:
-            self.map = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
-            if hasattr(mmap, "MADV_RANDOM"):
-                self.map.madvise(mmap.MADV_RANDOM)
-
-    def release(self, start: int, end: int) -> None:
-        """Unmap pages already scanned (they stay in the page cache): touched header pages of a
-        mapping count as resident, which would make the scan's RSS grow with the tar."""
-        if self.map is not None and hasattr(mmap, "MADV_DONTNEED"):
-            first = start - start % mmap.PAGESIZE
-            self.map.madvise(mmap.MADV_DONTNEED, first, min(end, self.size) - first)
-
-    def read(self, offset: int, n: int) -> bytes:
-        if self.map is not None:
-            return self.map[offset:offset + n]
-        return os.pread(self.fd, n, offset)
-
-    def close(self) -> None:
-        if self.map is not None:
-            self.map.close()
-        os.close(self.fd)
-
-
-def _open(path: Path) -> multipart.ByteReader:
-    """A split tar (`.tar.001`, ...) reads as the one archive its parts make."""
-    return multipart.PartsReader(path) if multipart.is_first_part(path) else _Reader(path)
-
-
-class _Slices:
-    """buf[a:b] over a reader's read(offset, n), for readers with no single mapping (split tars)."""
-
-    def __init__(self, reader: multipart.ByteReader):
-        self.reader = reader
-
-    def __getitem__(self, span: slice) -> bytes:
-        return self.reader.read(span.start, span.stop - span.start)
-
 
 def iter_members(buf: Buffer, start: int, end: int, where: str,
                  folder: bytes = b"") -> Iterator[tuple[bytes, int, int]]:
@@ -258,7 +210,7 @@ def truncation_message(path: Path, size: int, t: Truncated) -> str:
 def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
     """Read only the header blocks of `path` (and of each class tar inside it when nested)."""
     size, mtime_ns = multipart.stat(path)
-    reader = _open(path)
+    reader = multipart.open_for_scan(path)
     try:
         check_head(str(path), reader.read(0, BLOCK))
         groups, names, offsets, sizes, damage = _scan_groups(reader, path, nested, progress)
@@ -300,7 +252,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
         groups.append(Group(group, start, end - start, len(group_names)))
 
     try:
-        buf = reader.map if isinstance(reader, _Reader) else _Slices(reader)
+        buf = reader.map if isinstance(reader, multipart.MappedReader) else multipart.Slices(reader)
         for group, start, end, members in iter_groups(buf, reader.size, nested, str(path)):
             group_names = []
             try:
@@ -315,7 +267,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
                     raise  # the class tar is whole but its members are not: corrupt
                 continue  # the class tar itself is cut: the outer walk reports where
             close_group(group, start, end)
-            if isinstance(reader, _Reader):
+            if isinstance(reader, multipart.MappedReader):
                 reader.release(start, end)
             if progress:
                 progress(end - done)
@@ -388,7 +340,7 @@ def _drop_newlines(names: list[bytes], offsets: array, sizes: array) -> None:
 
 
 def fingerprint(path: Path) -> str:
-    reader = _open(path)
+    reader = multipart.open_for_scan(path)
     try:
         return _fingerprint(reader)
     finally:
