@@ -100,10 +100,6 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
 
 # --- copying ----------------------------------------------------------------------------
 
-class Stopped(Exception):
-    """The build was asked to stop (signal); finished files stay and are journaled."""
-
-
 def pending(out: Path, jobs: list[Job], journal: dict[str, Done]) -> tuple[list[Done], list[Job]]:
     """Split jobs into files already whole on disk (journaled, same size and mtime) and the rest.
 

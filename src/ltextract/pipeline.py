@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from ltextract import extract, indexfile, links, manifest, multipart, outdir, shards, sources, stream, tarindex
-from ltextract.base import TRAIN_TAR, VAL_TAR, TarError
+from ltextract.base import TarError
 from ltextract.manifest import Row
+from ltextract.sources import TARS
 from ltextract.splits import TOP, SplitList, canonical_sha256, check_split, load_lists
 from ltextract.ui import bar, say, warn
 
-TARS = {"train": TRAIN_TAR, "val": VAL_TAR}  # list top -> the ILSVRC tar it points into
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from ltextract.manifest import Row
 from ltextract.tarheader import BLOCK, padded
 
 SHUFFLE_SEED = 0
-DEFAULT_SHARD_BYTES = 1 << 30
 FORMAT = "webdataset"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib|files?)\s*$", re.I)
 _UNITS = {"b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,

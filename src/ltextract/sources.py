@@ -28,7 +28,6 @@ from ltextract.extract import Job
 from ltextract.splits import SplitList
 from ltextract.tarindex import ArchiveIndex, normalise
 
-KINDS = ("tar", "multipart", "class-tars", "tree")
 INDEXED = ("tar", "multipart")  # located through the header index of one (split) archive
 TARS = {"train": TRAIN_TAR, "val": VAL_TAR}
 KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
