@@ -14,7 +14,8 @@ import click
 
 from ltextract import __version__, links, manifest, multipart, pipeline, shards, sources, stream
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
-from ltextract.pipeline import TARS, load_index
+from ltextract.pipeline import load_index
+from ltextract.sources import TARS
 from ltextract.splits import SPLITS, TOP
 from ltextract.ui import Terminal, bar, say, warn
 
