@@ -46,13 +46,14 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         for src in srcs.values():
             say(src.describe(), quiet)
         # a stream uses an index only when one is already cached; otherwise it needs none
-        unindexed = {top for top, src in srcs.items() if how[top] == "stream" and
-                     (src.kind == "stdin" or indexfile.load(src.path, top == "train") is None)}
+        cached = {top: indexfile.load(src.path, top == "train") for top, src in srcs.items()
+                  if how[top] == "stream" and src.kind != "stdin"}
+        unindexed = {top for top in srcs if how[top] == "stream" and cached.get(top) is None}
         # a truncated tar still yields the files before the cut (folders only: shards need all)
         jobs, identities, damage = sources.plan(
             {s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
             {t: s for t, s in srcs.items() if t not in unindexed},
-            lambda s: load_index(s.path, s.top, quiet, partial=req.fmt == "folders"),
+            lambda s: cached.get(s.top) or load_index(s.path, s.top, quiet, partial=req.fmt == "folders"),
             lambda tar: indexfile.load_or_scan(tar, nested=False), link)
         for split, sl in lists.items():
             src = srcs[TOP[split]]
