@@ -16,8 +16,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from ltextract.base import LtError
-from ltextract.base import unlink_quietly
+from ltextract.base import LtError, unlink_quietly
 from ltextract.extract import TMP_SUFFIX, Job, copy_one, place_atomically
 from ltextract.outdir import Done
 
