@@ -9,7 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from ltextract.tarindex import normalise
+from ltextract.tarwalk import normalise
 
 
 def run_cli(*args: object, env: dict | None = None, timeout: float = 120,

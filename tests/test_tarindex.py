@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import indexfile, tarindex
+from ltextract import indexfile, tarindex, tarwalk
 from ltextract.base import TarError
 from ltextract.synth import SynthSpec, make_manual_dir
 from ltextract.tarheader import BLOCK, CHKSUM
@@ -17,6 +17,13 @@ from lt_util import reference_members
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LTEXTRACT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def scan_mode(request, monkeypatch):
+    """Every test here runs twice: class tars scanned in-process, and in forked workers."""
+    monkeypatch.setattr(tarindex, "PARALLEL_MIN_SPANS", 1 if request.param == "parallel" else 1 << 30)
+    return request.param
 
 
 def indexed(index: tarindex.ArchiveIndex) -> dict[tuple[str, str], tuple[int, int]]:
@@ -160,8 +167,8 @@ def test_flat_tar_of_empty_archive(tmp_path):
 def test_plain_members_take_the_fast_path(tmp_path, monkeypatch):
     """The inlined path handles ordinary GNU/ustar members; parse_header sees only the odd ones."""
     calls = []
-    real = tarindex.parse_header
-    monkeypatch.setattr(tarindex, "parse_header", lambda block: calls.append(1) or real(block))
+    real = tarwalk.parse_header
+    monkeypatch.setattr(tarwalk, "parse_header", lambda block: calls.append(1) or real(block))
     for fmt in ("gnu", "ustar"):
         syn = make_manual_dir(tmp_path / fmt, SynthSpec(classes=5, fmt=fmt))
         calls.clear()
@@ -171,8 +178,8 @@ def test_plain_members_take_the_fast_path(tmp_path, monkeypatch):
 
 def _slow_only(monkeypatch) -> None:
     """No header matches the fast path's magic test, so every header goes through parse_header."""
-    monkeypatch.setattr(tarindex, "GNU_MAGIC", b"\xff" * 6)
-    monkeypatch.setattr(tarindex, "USTAR_MAGIC", b"\xff" * 6)
+    monkeypatch.setattr(tarwalk, "GNU_MAGIC", b"\xff" * 6)
+    monkeypatch.setattr(tarwalk, "USTAR_MAGIC", b"\xff" * 6)
 
 
 def _outcome(path: Path, nested: bool):
@@ -208,3 +215,4 @@ def test_fast_path_agrees_with_parse_header_on_damaged_headers(tmp_path, fmt):
             _slow_only(mp)
             slow = _outcome(bad, True)
         assert fast == slow, (at, data[at])
+

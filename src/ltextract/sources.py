@@ -26,7 +26,8 @@ from ltextract import extract, multipart, outdir
 from ltextract.base import TRAIN_TAR, VAL_TAR, TarError
 from ltextract.extract import Job
 from ltextract.splits import SplitList
-from ltextract.tarindex import ArchiveIndex, normalise
+from ltextract.tarindex import ArchiveIndex
+from ltextract.tarwalk import normalise
 
 INDEXED = ("tar", "multipart")  # located through the header index of one (split) archive
 TARS = {"train": TRAIN_TAR, "val": VAL_TAR}

@@ -2,7 +2,7 @@
 
 Spinning disks and network filesystems serve one long read far better than many seeks, and a
 pipe (`-`, stdin) cannot seek at all. The pass walks the same header logic as the index scan
-(`tarindex.iter_groups`) over a forward-only reader, so both strategies find the same members.
+(`tarwalk.iter_groups`) over a forward-only reader, so both strategies find the same members.
 `choose` picks seek or stream for a file from its device and filesystem.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Iterator, Optional
 
 from ltextract.base import TarError
 from ltextract.tarheader import BLOCK
-from ltextract.tarindex import OPEN_END, Truncated, check_head, iter_groups
+from ltextract.tarwalk import OPEN_END, Truncated, check_head, iter_groups
 
 READ_BUFFER = 1 << 20
 IN_FLIGHT_BYTES = 64 << 20  # payloads read but not yet written, at most

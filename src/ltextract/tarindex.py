@@ -5,24 +5,26 @@ absolute offset in the outer file, so extraction never opens the nested tars at 
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
-import mmap
-import zlib
+import multiprocessing
+import os
+import signal
+import sys
 from array import array
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Optional
 
 from ltextract import multipart
-from ltextract.base import OFFICIAL_SIZES, TarError
-from ltextract.tarheader import (
-    ADLER_MOD, BLOCK, CHKSUM_AS_SPACES, GNU_LONGNAME, GNU_MAGIC, PAX_LOCAL, USTAR_MAGIC, ZERO_BLOCK,
-    cstr, decode_name, describe_non_tar, padded, parse_header, parse_pax, pax_size, printable)
+from ltextract.base import OFFICIAL_SIZES, LtError, TarError
+from ltextract.tarheader import BLOCK, decode_name
+from ltextract.tarwalk import Buffer, Truncated, check_head, group_members, iter_groups
 
 FINGERPRINT_BYTES = 4096
 Progress = Optional[Callable[[int], None]]
-Buffer = Union[bytes, mmap.mmap]
-OPEN_END = 1 << 62  # the end of a stream of unknown length: end of input ends the walk there
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,111 +80,6 @@ class ArchiveIndex:
 
 # --- scanning -------------------------------------------------------------------------
 
-def iter_members(buf: Buffer, start: int, end: int, where: str,
-                 folder: bytes = b"") -> Iterator[tuple[bytes, int, int]]:
-    """(name, payload offset, size) of each regular file in the tar at buf[start:end]; names are
-    raw bytes without leading "./" and without `folder` (the class folder, b"<wnid>/").
-
-    GNU long names and PAX records apply to the member that follows them; directories,
-    links, devices and FIFOs are skipped without being followed. Plain GNU/ustar regular
-    members (nearly all of ILSVRC) take an inlined fast path; anything it does not fully
-    understand falls through to `parse_header`, so both paths accept exactly the same input.
-    """
-    pos = start
-    long_name: Optional[bytes] = None
-    pax: dict[str, str] = {}
-    adler32 = zlib.adler32
-    while pos < end:
-        block = buf[pos:pos + BLOCK]
-        if len(block) < BLOCK or pos + BLOCK > end:
-            if not block and end == OPEN_END:
-                return  # a stream that ends without end-of-archive blocks, as tar(1) accepts
-            raise Truncated(where, pos, pos + BLOCK, "header", end)
-        if block[156] == 48 and long_name is None and not pax and (block.startswith(GNU_MAGIC, 257)
-                                                                   or block.startswith(USTAR_MAGIC, 257)
-                                                                   and not block[345]):
-            try:
-                size = int(block[124:136].rstrip(b"\x00 "), 8)
-            except ValueError:
-                size = -1
-            # (adler32 & 0xFFFF) - 1 is the byte sum mod 65521; see _checksum_base
-            base = _CHECKSUMS.get(block[148:156]) or _checksum_base(block[148:156])
-            if size >= 0 and base and (base - (adler32(block) & 0xFFFF)) % ADLER_MOD == 0:
-                data = pos + BLOCK
-                if data + size > end:
-                    raise Truncated(where, pos, data + size, decode_name(cstr(block[:100])), end)
-                name = block[:100].partition(b"\x00")[0]
-                if name[:1] == b"." or folder and name.startswith(folder):
-                    name = strip(name, folder)
-                yield name, data, size
-                pos = data + -(-size // BLOCK) * BLOCK
-                continue
-        if block == ZERO_BLOCK:
-            return
-        try:
-            header = parse_header(block)
-            size = pax_size(pax, header.size) if not header.is_meta else header.size
-        except TarError as e:
-            raise TarError(f"{where}: header at offset {pos:,}: {e}") from None
-        data = pos + BLOCK
-        if data + size > end:
-            raise Truncated(where, pos, data + size, header.name, end)
-        if header.typeflag == GNU_LONGNAME:
-            long_name = cstr(buf[data:data + size])
-        elif header.typeflag == PAX_LOCAL:
-            try:
-                pax = parse_pax(buf[data:data + size])
-            except TarError as e:
-                raise TarError(f"{where}: header at offset {pos:,}: {e}") from None
-        elif header.is_meta:
-            pass  # global PAX records and long link names do not locate payloads
-        else:
-            if header.is_regular:
-                name = pax.get("path")
-                raw = name.encode("utf-8", "surrogateescape") if name else long_name
-                yield strip(raw or header.name.encode("utf-8", "surrogateescape"), folder), data, size
-            long_name, pax = None, {}
-        pos = data + padded(size)
-
-
-_CHECKSUMS: dict[bytes, int] = {}
-
-
-def _checksum_base(field: bytes) -> int:
-    """For a checksum field: stored value + 1 + its byte sum - the field counted as spaces, or 0.
-
-    A header is valid when this minus (adler32 & 0xFFFF) is 0 mod 65521 (adler32's low half is
-    1 + the byte sum). Memoised: a tar's checksums take few distinct values.
-    """
-    try:
-        stored = int(field.rstrip(b"\x00 "), 8)
-    except ValueError:
-        return 0
-    base = stored + 1 + sum(field) - CHKSUM_AS_SPACES + ADLER_MOD  # kept > 0: 0 means invalid
-    if len(_CHECKSUMS) < 1 << 17:
-        _CHECKSUMS[field] = base
-    return base
-
-
-class Truncated(TarError):
-    """A header or payload runs past the end of its tar (`where`); `scan` rewords it with the
-    file's context."""
-
-    def __init__(self, where: str, header_at: int, needs: int, what: str, end: int):
-        what = printable(what)
-        super().__init__(f"{what} (header at offset {header_at:,}) needs bytes up to {needs:,},"
-                         f" past the end of its tar at {end:,}")
-        self.where, self.header_at, self.needs, self.what, self.end = where, header_at, needs, what, end
-
-
-def normalise(name: str, wnid: str = "") -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    if wnid and name.startswith(wnid + "/"):
-        name = name[len(wnid) + 1:]
-    return name
-
-
 def is_cut(path: Path, size: int, t: Truncated) -> bool:
     """A cut file explains a member running past its end, unless the member lies inside a class
     tar (which the outer scan found whole) or claims more than even the complete file holds."""
@@ -221,57 +118,44 @@ def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
                         names, offsets, sizes, damage=damage)
 
 
-def check_head(label: str, head: bytes) -> None:
-    """Fail with a useful message when the first block is not a tar header."""
-    if len(head) < BLOCK or head == ZERO_BLOCK:
-        if not head.strip(b"\x00") and len(head) == BLOCK:
-            raise TarError(f"{label}: holds no members (an empty tar)")
-        raise TarError(f"{label} {describe_non_tar(head)}")
-    try:
-        parse_header(head)
-    except TarError:
-        raise TarError(f"{label} {describe_non_tar(head)}") from None
-
-
 def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progress: Progress):
     """Groups, names (each followed by "\n"), offsets and sizes, and the damage message of a
-    truncated file (the members before the cut are kept). Names are kept as one buffer,
-    joined group by group: a list of 1.3M small bytes objects would cost ~80 MB more."""
+    truncated file (the members before the cut are kept).
+
+    The outer walk finds the class tars (1,000 headers); their members are then scanned in
+    worker processes, which parse in parallel and keep several header reads in flight on a cold
+    disk. Results are assembled in file order, so the outcome equals a serial scan's."""
     groups: list[Group] = []
     names = bytearray()
     offsets, sizes = array("Q"), array("Q")
     done = 0
     damage = ""
-    group_names: list[bytes] = []
-
-    def close_group(group: str, start: int, end: int) -> None:
-        if b"\n" in b"\x00".join(group_names):  # names hold no NUL: one check per group
-            _drop_newlines(group_names, offsets, sizes)
-        if group_names:
-            names.extend(b"\n".join(group_names) + b"\n")
-        groups.append(Group(group, start, end - start, len(group_names)))
-
+    buf = reader.map if isinstance(reader, multipart.MappedReader) else multipart.Slices(reader)
+    spans: list[tuple[str, int, int]] = []
+    outer_cut: Optional[Truncated] = None
     try:
-        buf = reader.map if isinstance(reader, multipart.MappedReader) else multipart.Slices(reader)
-        for group, start, end, members in iter_groups(buf, reader.size, nested, str(path)):
-            group_names = []
-            try:
-                for name, offset, size in members:
-                    group_names.append(name)
-                    offsets.append(offset)
-                    sizes.append(size)
-            except Truncated:
-                _drop_cut(group_names, offsets, sizes, reader.size)
-                close_group(group, start, end)
-                if end <= reader.size:
-                    raise  # the class tar is whole but its members are not: corrupt
+        for group, start, end, _members in iter_groups(buf, reader.size, nested, str(path)):
+            spans.append((group, start, end))
+    except Truncated as t:
+        outer_cut = t
+    try:
+        for span in _scan_spans(buf, reader, str(path), spans):
+            if span.error is not None:
+                raise span.error
+            if span.names:
+                names.extend(span.names)
+            offsets.extend(span.offsets)
+            sizes.extend(span.sizes)
+            groups.append(Group(span.group, span.start, span.end - span.start, len(span.offsets)))
+            if span.cut is not None:
+                if span.end <= reader.size:
+                    raise span.cut  # the class tar is whole but its members are not: corrupt
                 continue  # the class tar itself is cut: the outer walk reports where
-            close_group(group, start, end)
-            if isinstance(reader, multipart.MappedReader):
-                reader.release(start, end)
             if progress:
-                progress(end - done)
-                done = end
+                progress(span.end - done)
+                done = span.end
+        if outer_cut is not None:
+            raise outer_cut
     except Truncated as t:
         damage = truncation_message(path, reader.size, t)
         if not is_cut(path, reader.size, t):
@@ -279,64 +163,126 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
     return groups, bytes(names), offsets, sizes, damage
 
 
+@dataclass
+class Span:
+    """One group's members, as a (worker) scan found them; `cut` or `error` ends the scan there."""
+    group: str
+    start: int
+    end: int
+    names: bytes = b""  # each followed by "\n"
+    offsets: array = field(default_factory=lambda: array("Q"))
+    sizes: array = field(default_factory=lambda: array("Q"))
+    cut: Optional[Truncated] = None  # a member runs past the group's end (or the file's)
+    error: Optional[TarError] = None  # a header that is not a tar header
+
+
+#: Fewer class tars than this are scanned in-process: forking costs more than it saves.
+PARALLEL_MIN_SPANS = 16
+#: Workers: processes parse in parallel and, on a cold disk, keep that many header reads in
+#: flight (each one a storage round trip); beyond the cores they only help the cold case.
+SCAN_WORKERS = min(32, max(8, os.cpu_count() or 1))
+TASKS_PER_WORKER = 4  # contiguous runs of class tars per worker: evens out their sizes
+PR_SET_PDEATHSIG = 1  # prctl(2), Linux
+_shared: Optional[tuple[Buffer, multipart.ByteReader, str]] = None  # inherited by forked workers
+
+
+def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
+                spans: list[tuple[str, int, int]]) -> Iterator[Span]:
+    """The members of each span, in order; in forked worker processes when there are many."""
+    workers = min(SCAN_WORKERS, len(spans))
+    if len(spans) < PARALLEL_MIN_SPANS or workers < 2 or not _can_fork():
+        for group, start, end in spans:
+            yield _scan_span(buf, reader, where, group, start, end)
+        return
+    global _shared
+    _shared = (buf, reader, where)
+    step = -(-len(spans) // (workers * TASKS_PER_WORKER))
+    tasks = [spans[i:i + step] for i in range(0, len(spans), step)]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_quiet_worker, initargs=(os.getpid(),))
+    try:
+        # Workers are forked with both signals blocked (one pending reaches this process after),
+        # so none can die of one, with a traceback, before it has set it to be ignored.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            results = pool.map(_scan_task, tasks)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for result in results:
+            yield from result
+    except BrokenProcessPool:
+        raise LtError(f"{where}: a header-scan worker process died (out of memory, or killed)")\
+            from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _shared = None
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _quiet_worker(parent: int) -> None:
+    """Ctrl-C, and a batch system's SIGTERM, reach the whole process group: the parent handles
+    them (and cancels what is queued); a worker finishes its task. A parent killed outright
+    (SIGKILL, the OOM killer) takes its workers with it: they would wait on its pipes forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
+def _scan_task(spans: list[tuple[str, int, int]]) -> list[Span]:
+    assert _shared is not None, "runs in a worker forked by _scan_spans"
+    buf, reader, where = _shared
+    found = []
+    for group, start, end in spans:
+        found.append(_scan_span(buf, reader, where, group, start, end))
+        if found[-1].cut or found[-1].error:
+            break  # what follows is never looked at
+    return found
+
+
+def _scan_span(buf: Buffer, reader: multipart.ByteReader, where: str,
+               group: str, start: int, end: int) -> Span:
+    span = Span(group, start, end)
+    names: list[bytes] = []
+    try:
+        for name, offset, size in group_members(buf, where, group, start, end):
+            names.append(name)
+            span.offsets.append(offset)
+            span.sizes.append(size)
+    except Truncated as t:
+        _drop_cut(names, span.offsets, span.sizes, reader.size)
+        span.cut = t
+    except TarError as e:
+        span.error = e
+    if b"\n" in b"\x00".join(names):  # names hold no NUL: one check per group
+        _drop_newlines(names, span.offsets, span.sizes)
+    if names:
+        span.names = b"\n".join(names) + b"\n"
+    if isinstance(reader, multipart.MappedReader):
+        reader.release(start, end)
+    return span
+
+
 def _drop_cut(names: list[bytes], offsets: array, sizes: array, file_size: int) -> None:
-    """Of the members named last (`names`), keep those whose bytes lie wholly before the cut."""
+    """Keep the members whose bytes lie wholly before the cut (the last ones may not)."""
     while names and offsets[-1] + sizes[-1] > file_size:
         names.pop()
         offsets.pop()
         sizes.pop()
 
 
-GroupMembers = tuple[str, int, int, Iterator[tuple[bytes, int, int]]]
-
-
-def iter_groups(buf: Buffer, size: int, nested: bool, where: str) -> Iterator[GroupMembers]:
-    """(group name, start, end, its members) of a flat tar ("") or of each class tar in a nested
-    one. Names are raw and normalised; consume each group's members before the next group,
-    which lets `buf` be a forward-only stream."""
-    if not nested:
-        yield "", 0, size, iter_members(buf, 0, size, where)
-        return
-    outer = iter_members(buf, 0, size, where)
-    while True:
-        try:
-            raw, offset, length = next(outer)
-        except StopIteration:
-            return
-        except Truncated as t:
-            # A class tar cut short by the end of the file: its members before the cut are
-            # still whole, so walk them (the walk stops at the cut) before reporting the cut.
-            name = normalise(t.what)
-            if t.what != "header" and name.endswith(".tar") and "/" not in name and t.needs > size:
-                start = t.header_at + BLOCK
-                yield name, start, t.needs, iter_members(
-                    buf, start, t.needs, f"{where}: {printable(name)}", raw_folder(name[:-4]))
-            raise
-        name = normalise(decode_name(raw))
-        if name.endswith(".tar") and "/" not in name:
-            yield name, offset, offset + length, iter_members(
-                buf, offset, offset + length, f"{where}: {printable(name)}", raw_folder(name[:-4]))
-
-
-def raw_folder(wnid: str) -> bytes:
-    """The `<wnid>/` folder prefix as raw bytes; names hold any bytes (surrogate-escaped)."""
-    return wnid.encode("utf-8", "surrogateescape") + b"/"
-
-
-def strip(name: bytes, folder: bytes) -> bytes:
-    """`normalise` for raw names: leading "./" and then `folder` removed."""
-    while name.startswith(b"./"):
-        name = name[2:]
-    return name[len(folder):] if folder and name.startswith(folder) else name
-
-
 def _drop_newlines(names: list[bytes], offsets: array, sizes: array) -> None:
-    """Drop the members named last (`names`) whose name holds a newline: no list line can name them."""
-    first = len(offsets) - len(names)
+    """Drop the members whose name holds a newline: no list line can name them."""
     keep = [i for i, name in enumerate(names) if b"\n" not in name]
     names[:] = [names[i] for i in keep]
-    offsets[first:] = array("Q", (offsets[first + i] for i in keep))
-    sizes[first:] = array("Q", (sizes[first + i] for i in keep))
+    offsets[:] = array("Q", (offsets[i] for i in keep))
+    sizes[:] = array("Q", (sizes[i] for i in keep))
 
 
 def fingerprint(path: Path) -> str:

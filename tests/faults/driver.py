@@ -7,6 +7,8 @@ SPEC (comma-separated):
   kill:TARGET:N[:after]  SIGKILL this process on the Nth call of TARGET (before it runs, or after)
   slow:SECONDS           each file copy takes at least this long (a slow disk)
   slowscan:SECONDS       each tar header takes this long to read (a slow disk, while indexing)
+  parallel               class tars are scanned in worker processes however few there are
+                         (faults in the scan then hit the workers)
   fill:PATH:WHEN         another process fills the file system holding PATH (with PATH itself)
                          at WHEN: journal | copy:N | manifest
 TARGET is one of the names in TARGETS below.
@@ -22,7 +24,7 @@ import time
 import types
 from typing import Any, Callable
 
-from ltextract import base, cli, extract, indexfile, manifest, outdir, tarheader, tarindex
+from ltextract import base, cli, extract, indexfile, manifest, outdir, tarheader, tarindex, tarwalk
 
 _lock = threading.Lock()
 
@@ -80,8 +82,8 @@ def _is_part(src: Any, dst: Any) -> bool:
 
 def _every_header_parsed() -> None:
     """Turn off the scan's inlined fast path (no header matches its magic test), so every
-    header goes through tarindex.parse_header, where the faults hook in."""
-    tarindex.GNU_MAGIC = tarindex.USTAR_MAGIC = b"\xff" * 6
+    header goes through tarwalk.parse_header, where the faults hook in."""
+    tarwalk.GNU_MAGIC = tarwalk.USTAR_MAGIC = b"\xff" * 6
 
 
 def install(spec: str) -> None:
@@ -92,7 +94,7 @@ def install(spec: str) -> None:
             n_ = int(n)
             if target == "parse_header":  # inside the index scan
                 _every_header_parsed()
-                tarindex.parse_header = _counted(tarheader.parse_header, n_, bool(after))
+                tarwalk.parse_header = _counted(tarheader.parse_header, n_, bool(after))
             elif target == "index_save":  # scan done, cache not yet written
                 indexfile.save = _counted(indexfile.save, n_, bool(after))
             elif target == "index_rename":  # the cache index written, not yet renamed
@@ -124,7 +126,9 @@ def install(spec: str) -> None:
                 time.sleep(delay_)
                 return tarheader.parse_header(block)
             _every_header_parsed()
-            tarindex.parse_header = slow_header
+            tarwalk.parse_header = slow_header
+        elif kind == "parallel":
+            tarindex.PARALLEL_MIN_SPANS = 1
         elif kind == "fill":
             path, when = rest.split(":", 1)
             _fill_at(path, when)

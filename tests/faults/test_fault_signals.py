@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fault_util import (assert_no_partial, build_args, completes, driver_cmd, run_faulty,
+from fault_util import (assert_no_partial, build_args, completes, driver_cmd, fails, run_faulty,
                         temporaries)
 
 KILL_POINTS = [
@@ -77,6 +77,67 @@ def test_sigint_sigterm_stop_quickly_and_clean_up(manual, out, env, want, sig, c
         f"ltextract: {word}; finished files are kept, re-run to complete")
     cache = Path(env["LTEXTRACT_CACHE_DIR"])
     assert temporaries(out, cache) == []
+    assert_no_partial(out, want)
+    completes(manual, out, env)
+
+
+def _session_members(sid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == sid:  # after "(comm)": state, ppid, pgrp, session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"),
+                                           (signal.SIGTERM, 143, "terminated")])
+def test_signal_to_the_whole_group_during_a_parallel_scan(manual, out, env, sig, code, word):
+    """Ctrl-C (and a batch system's SIGTERM) reach the scan's worker processes too: still one
+    message, no traceback from any of them, and none left behind."""
+    proc = subprocess.Popen(driver_cmd("parallel,slowscan:0.02", *build_args(manual, out)),
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+                            start_new_session=True)
+    time.sleep(1.0)
+    assert proc.poll() is None and len(_session_members(proc.pid)) > 1  # the workers are up
+    sent = time.monotonic()
+    os.killpg(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 3.0
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.strip() == f"ltextract: {word}; finished files are kept, re-run to complete"
+    deadline = time.monotonic() + 5
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _session_members(proc.pid) == []
+    completes(manual, out, env)
+
+
+def test_scan_workers_die_with_a_killed_build(manual, out, env, want):
+    """SIGKILL (or the OOM killer) on the build alone: its workers would otherwise wait on its
+    pipes forever."""
+    proc = subprocess.Popen(driver_cmd("parallel,slowscan:0.02", *build_args(manual, out)),
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+                            start_new_session=True)
+    time.sleep(1.0)
+    assert proc.poll() is None and len(_session_members(proc.pid)) > 1
+    proc.kill()
+    proc.communicate(timeout=10)
+    deadline = time.monotonic() + 5
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _session_members(proc.pid) == []
+    assert_no_partial(out, want)
+    completes(manual, out, env)
+
+
+def test_a_killed_scan_worker_is_one_clear_error(manual, out, env, want):
+    r = run_faulty("parallel,kill:parse_header:10", manual, out, env)
+    fails(r, "header-scan worker process died")
     assert_no_partial(out, want)
     completes(manual, out, env)
 

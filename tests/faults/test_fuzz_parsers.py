@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ltextract import tarindex
+from ltextract import tarindex, tarwalk
 from ltextract.base import ListError, LtError, TarError, label_of, wnids
 from ltextract.splits import parse_list
 from ltextract.synth import SynthSpec, make_manual_dir
@@ -151,8 +151,8 @@ def walk(data: bytes, end: int) -> list[tuple[str, int, int]]:
             reads[0] += 1
             assert reads[0] <= limit, "iter_members keeps reading: a loop"
             return data[span]
-    return [(tarindex.decode_name(name), offset, size)
-            for name, offset, size in tarindex.iter_members(Counted(), 0, end, "T.tar")]
+    return [(tarwalk.decode_name(name), offset, size)
+            for name, offset, size in tarwalk.iter_members(Counted(), 0, end, "T.tar")]
 
 
 @FUZZ

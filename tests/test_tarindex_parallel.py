@@ -1,0 +1,76 @@
+"""The index scan in forked worker processes: the same outcome as in-process, and failures of
+the workers themselves reported as one clear error."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ltextract import tarindex
+from ltextract.base import LtError, TarError
+from ltextract.synth import SynthSpec, make_manual_dir
+from ltextract.tarheader import BLOCK, CHKSUM
+
+
+def _whole_outcome(path: Path):
+    """Everything a scan returns, or its error message."""
+    try:
+        index = tarindex.scan(path, True)
+    except TarError as e:
+        return str(e)
+    return (index.groups, index.names, index.offsets.tolist(), index.sizes.tolist(), index.damage)
+
+
+def test_parallel_scan_uses_workers_and_equals_serial(tmp_path, monkeypatch):
+    """Intact, cut at many points, and corrupt: forked workers give exactly the serial outcome."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=12, long_names=True))
+    clean = syn.train_tar.read_bytes()
+    index = tarindex.scan(syn.train_tar, True)
+    g5, g7 = index.groups[5], index.groups[7]
+    bad = tmp_path / "ILSVRC2012_img_train.tar"
+    cases = {"intact": clean}
+    for cut in (g5.offset + 700, g5.offset - 100, g7.offset + g7.size - 1, len(clean) // 3):
+        cases[f"cut at {cut}"] = clean[:cut]
+    flipped = bytearray(clean)
+    flipped[g7.offset + CHKSUM.start] ^= 0x01  # first header of the eighth class tar
+    cases["bad checksum"] = bytes(flipped)
+    lying = bytearray(clean)  # the fifth class tar's first member claims more than its tar holds
+    lying[g5.offset + 124:g5.offset + 136] = b"%011o\x00" % (g5.size * 2)
+    lying[g5.offset + 148:g5.offset + 156] = b" " * 8
+    lying[g5.offset + 148:g5.offset + 156] = b"%06o\x00 " % sum(lying[g5.offset:g5.offset + BLOCK])
+    cases["size lie"] = bytes(lying)
+    pids = tmp_path / "pids"
+    real = tarindex._scan_span
+
+    def spy(*args):
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*args)
+    monkeypatch.setattr(tarindex, "_scan_span", spy)
+    for case, data in cases.items():
+        bad.write_bytes(data)
+        monkeypatch.setattr(tarindex, "PARALLEL_MIN_SPANS", 1 << 30)
+        serial = _whole_outcome(bad)
+        monkeypatch.setattr(tarindex, "PARALLEL_MIN_SPANS", 1)
+        pids.unlink(missing_ok=True)
+        assert _whole_outcome(bad) == serial, case
+        workers = set(pids.read_text().split()) - {str(os.getpid())}
+        assert len(workers) >= 2, case
+    assert isinstance(serial, str) and "corrupt" in serial  # the last case: the size lie
+
+
+def _exit_in_worker(*args):
+    os._exit(3)
+
+
+def test_a_dead_scan_worker_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(tarindex, "PARALLEL_MIN_SPANS", 1)
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=4))
+    parent = os.getpid()
+    real = tarindex._scan_span
+    monkeypatch.setattr(tarindex, "_scan_span",
+                        lambda *a: real(*a) if os.getpid() == parent else _exit_in_worker())
+    with pytest.raises(LtError, match="header-scan worker process died") as e:
+        tarindex.scan(syn.train_tar, True)
+    assert "\n" not in str(e.value)
