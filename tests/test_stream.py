@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from ltextract import stream
 from ltextract.synth import SynthSpec, make_manual_dir
-from lt_util import error_line, run_cli
+from lt_util import error_line, reference_members, run_cli, tar_bytes
 
 
 @pytest.fixture
@@ -100,18 +101,69 @@ def assert_no_final_output(out: Path) -> None:
     assert not list(out.rglob("*.ltx-part"))
 
 
-def test_stream_of_truncated_tar(tmp_path, env):
+def from_stdin(syn, out, env, tar: Path, pipe: bool, *extra):
+    """A build reading `tar` on stdin: through a real pipe, or a redirected (seekable) file."""
+    with open(tar, "rb") as f:
+        if not pipe:
+            return build(syn, out, env, *extra, stdin=f)
+        cat = subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE)
+        r = build(syn, out, env, *extra, stdin=cat.stdout)
+        cat.stdout.close()
+        cat.wait()
+        return r
+
+
+def files_in(out: Path, split: str) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / split).rglob("*")
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("pipe", [True, False], ids=["pipe", "redirect"])
+def test_stdin_train_tar_cut_inside_a_class_tar(tmp_path, env, pipe):
+    """Size unknown: the error names the class tar and says the input ended early; the files
+    before the cut are kept, and no manifest claims the splits done."""
     syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3, payload=2000))
-    data = syn.train_tar.read_bytes()
-    syn.train_tar.write_bytes(data[:len(data) * 2 // 3])
+    with tarfile.open(syn.train_tar) as t:
+        second = [m for m in t if m.name.endswith(".tar")][1]
+    cut = second.offset_data + second.size // 2
+    expected = tar_bytes(syn)
+    where = reference_members(syn.train_tar, nested=True)
+    before = sum(where[(f"{wnid}.tar", name)][0] + where[(f"{wnid}.tar", name)][1] <= cut
+                 for _, wnid, name in (line.split()[0].split("/")
+                                       for line in syn.lists["train"].read_text().splitlines()))
+    syn.train_tar.write_bytes(syn.train_tar.read_bytes()[:cut])
     out = tmp_path / "out"
-    r = build(syn, out, env, "--strategy", "stream")
-    assert r.returncode == 1 and "truncated" in error_line(r.stderr), r.stderr
+    r = from_stdin(syn, out, env, syn.train_tar, pipe, "--train-source", "-", "--split", "train")
+    line = error_line(r.stderr)
+    assert r.returncode == 1 and "ILSVRC2012_img_train.tar from stdin is truncated" in line, line
+    assert f"the input ended early, inside {second.name}: " in line and "before the cut" in line
+    got = files_in(out, "train")
+    assert len(got) == before > 0 and all(expected[rel] == data for rel, data in got.items())
+    assert f"the {before:,} of " in line
     assert_no_final_output(out)
-    with open(syn.train_tar, "rb") as f:
-        r = build(syn, tmp_path / "out2", env, "--train-source", "-", stdin=f)
-    assert r.returncode == 1 and "truncated" in error_line(r.stderr), r.stderr
-    assert_no_final_output(tmp_path / "out2")
+
+
+@pytest.mark.parametrize("pipe", [True, False], ids=["pipe", "redirect"])
+def test_stdin_cut_inside_a_member_passed_over(tmp_path, env, pipe):
+    """The input ends inside an unlisted member the stream skips: still a cut, not a clean end."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3, payload=2000))
+    members = reference_members(syn.val_tar, nested=False)
+    lines = syn.lists["test"].read_text().splitlines()
+    listed = {line.split()[0].rsplit("/", 1)[1] for line in lines}
+    skipped = sorted(listed, key=lambda n: members[("", n)])[len(listed) // 2]
+    listed.remove(skipped)
+    syn.lists["test"].write_text("".join(f"{line}\n" for line in lines if skipped not in line))
+    offset, size = members[("", skipped)]
+    syn.val_tar.write_bytes(syn.val_tar.read_bytes()[:offset + size // 2])
+    out = tmp_path / "out"
+    r = from_stdin(syn, out, env, syn.val_tar, pipe, "--val-source", "-", "--split", "test")
+    line = error_line(r.stderr)
+    assert r.returncode == 1 and "ILSVRC2012_img_val.tar from stdin is truncated" in line, line
+    assert "the input ended inside the data of a member it passed over" in line
+    kept = sum(members[("", n)][0] + members[("", n)][1] <= offset for n in listed)
+    assert f"the {kept:,} of {len(listed):,} listed files" in line
+    assert len(files_in(out, "test")) == kept
+    assert_no_final_output(out)
 
 
 def test_stream_reports_members_missing_from_tar(tmp_path, env):

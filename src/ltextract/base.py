@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Optional
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"
 #: Sizes of the official archives; a different size usually means a truncated download.
 OFFICIAL_SIZES = {TRAIN_TAR: 147_897_477_120, VAL_TAR: 6_744_924_160}
+HASH_CHUNK = 1 << 20
 
 
 class LtError(Exception):
@@ -109,3 +111,17 @@ def unlink_quietly(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def sha256_of(fd: int, size: Optional[int] = None) -> str:
+    """sha256 of the first `size` bytes of an open file (all of it when None), read by offset
+    in chunks: any file hashes in flat memory, and the fd's own position is left alone."""
+    h = hashlib.sha256()
+    pos = 0
+    while size is None or pos < size:
+        chunk = os.pread(fd, HASH_CHUNK if size is None else min(HASH_CHUNK, size - pos), pos)
+        if not chunk:
+            break
+        h.update(chunk)
+        pos += len(chunk)
+    return h.hexdigest()

@@ -218,13 +218,17 @@ def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int]
 
 
 def stream_jobs(out: Path, f: BinaryIO, label: str, nested: bool, todo: list[Job], workers: int,
-                progress: Callable[[int], None], size: Optional[int] = None) -> Iterator[Done]:
-    """Copy `todo` in one sequential pass over the tar `f` (the stream strategy)."""
+                progress: Callable[[int], None], size: Optional[int],
+                on_cut: Callable[[str], None]) -> Iterator[Done]:
+    """Copy `todo` in one sequential pass over the tar `f` (the stream strategy). A tar that
+    ends early ends the copy after the files before the cut; `on_cut` hears why."""
     try:
         for d in stream.stream_copy(f, label, nested, stream_wanted(todo, nested),
                                      functools.partial(write_one, out), workers, size):
             yield d
             progress(d.size)
+    except stream.Cut as e:
+        on_cut(str(e))
     except OSError as e:
         raise LtError(write_error(out, e)) from None
 
@@ -282,7 +286,8 @@ def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> Non
 
 
 def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[str, dict[str, Done]]:
-    """Journal each copied file under its split; every listed file must be done at the end."""
+    """Journal each copied file under its split; returns every split's finished files (then
+    `check_complete`, unless the tar is known to be cut)."""
     done = {w.split: {d.rel: d for d in w.kept} for w in works}
     journals: dict[str, Journal] = {}
     try:
@@ -298,13 +303,17 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[st
                 journal.close()
     except OSError as e:  # the journals' own writes; copy_jobs words its errors itself
         raise LtError(write_error(journal_path(out, works[0].split), e)) from None
+    return done
+
+
+def check_complete(works: list[SplitWork], done: dict[str, dict[str, Done]]) -> None:
+    """Every listed file of each split is done: the tar held them all."""
     for w in works:
         missing = [j.rel.split("/", 1)[1] for j in w.jobs if j.rel not in done[w.split]]
         if missing:
             first = ", ".join(missing[:5])
             raise LtError(f"{len(missing):,} image(s) of the {w.split} list are missing from"
                           f" {w.jobs[0].tar.name}: {first}{' …' if len(missing) > 5 else ''}")
-    return done
 
 
 def stream_wanted(jobs: Iterable[Job], nested: bool) -> dict[str, dict[bytes, list[Job]]]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import threading
 from pathlib import Path
 from typing import Callable
 
-from ltextract.base import LtError, unlink_quietly
+from ltextract.base import LtError, sha256_of, unlink_quietly
 from ltextract.extract import TMP_SUFFIX, Job, copy_one, place_atomically
 from ltextract.outdir import Done
 
@@ -29,18 +28,6 @@ _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EN
 class _CannotClone(Exception):
     def __init__(self, error: OSError):
         self.error = error
-
-
-def _sha256_of(fd: int, size: int) -> str:
-    h = hashlib.sha256()
-    pos = 0
-    while pos < size:
-        chunk = os.pread(fd, min(1 << 20, size - pos), pos)
-        if not chunk:
-            break
-        h.update(chunk)
-        pos += len(chunk)
-    return h.hexdigest()
 
 
 class Placer:
@@ -61,7 +48,7 @@ class Placer:
             if self.mode == "reflink":
                 return self._reflink(src_fd, job)
             final = self.out / job.rel
-            digest = _sha256_of(src_fd, job.size)
+            digest = sha256_of(src_fd, job.size)
         finally:
             os.close(src_fd)
         tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
@@ -94,7 +81,7 @@ class Placer:
         except _CannotClone as e:
             self._fall_back(e.error)
             return copy_one(src_fd, self.out, job)
-        return Done(job.rel, job.size, mtime_ns, _sha256_of(src_fd, job.size))
+        return Done(job.rel, job.size, mtime_ns, sha256_of(src_fd, job.size))
 
     def _fall_back(self, e: OSError) -> None:
         with self._lock:

@@ -74,11 +74,14 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
                 place[top] = lambda job, r=reader: extract.write_one(out, job, r.read(job.offset, job.size))
         records: dict[str, Any] = {}
         for top, src in srcs.items():
-            records.update(copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
-                                       lists, workers, quiet, place.get(top), link, top not in damage))
+            done, why = copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
+                                    lists, workers, quiet, place.get(top), link, damage.get(top, ""))
+            records.update(done)
+            if why:  # known from the index, or met by a stream
+                damage[top] = why
         for top, why in damage.items():
-            kept = sum(records[s]["files"] for s in cut if TOP[s] == top)
-            listed = sum(len(lists[s].entries) for s in cut if TOP[s] == top)
+            kept = sum(records[s]["files"] for s in lists if TOP[s] == top)
+            listed = sum(len(lists[s].entries) for s in lists if TOP[s] == top)
             raise TarError(f"{why}; the {kept:,} of {listed:,} listed files that lie before the cut"
                            " are extracted and kept: restore the complete tar and re-run to finish")
         return {"out": str(out), "strategy": how, "splits": {s: records[s] for s in lists}}
@@ -94,10 +97,12 @@ def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False,
 def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
                 lists: dict[str, SplitList], workers: int, quiet: bool,
                 place: Optional[Callable[[extract.Job], outdir.Done]], link: str,
-                complete: bool = True) -> dict[str, Any]:
+                damage: str = "") -> tuple[dict[str, Any], str]:
     """Copy every split served by one source (one pass for train and val), then write those
-    splits' manifests (not when the source is truncated: the files are kept, the split is not
-    done)."""
+    splits' manifests; returns their records and why the tar is truncated, if it is (the index
+    says so in `damage`, a stream finds out). A truncated tar's files are kept, but its splits
+    are not done: no manifests."""
+    cut = [damage] if damage else []
     started = time.monotonic()
     todo = [j for w in works for j in w.todo]
     sizes = [j.size for j in todo]
@@ -113,16 +118,18 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
                 label = str(tar) if tar else f"{TARS[src.top]} from stdin"
                 size = tar.stat().st_size if tar and tar.is_file() else None
                 done = extract.record(out, works, extract.stream_jobs(
-                    out, f, label, src.top == "train", todo, workers, b.update, size))
+                    out, f, label, src.top == "train", todo, workers, b.update, size, cut.append))
+    if not cut:
+        extract.check_complete(works, done)
     records = {}
     for w in works:
-        rows = [Row(j.rel, j.label, j.wnid, done[w.split][j.rel].size, done[w.split][j.rel].sha256)
-                for j in w.jobs]
+        rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs
+                if (d := done[w.split].get(j.rel))]
         record = {"files": len(rows), "bytes": sum(r.size for r in rows),
                   "copied": len(w.todo), "kept": len(w.kept),
                   "seconds": round(time.monotonic() - started, 3), "list": list_record(lists[w.split])}
         records[w.split] = record
-        if not complete:
+        if cut:
             continue
         manifest.write_split(out, w.split, rows)
         manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
@@ -131,7 +138,7 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
         say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
             f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
             quiet)
-    return records
+    return records, "".join(cut)
 
 
 def list_record(sl: SplitList) -> dict[str, Any]:

@@ -8,13 +8,15 @@ pipe (`-`, stdin) cannot seek at all. The pass walks the same header logic as th
 from __future__ import annotations
 
 import os
+import stat
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional
 
 from ltextract.base import TarError
-from ltextract.tarheader import BLOCK
+from ltextract.tarheader import BLOCK, decode_name, printable
+from ltextract.tarindex import is_cut, truncation_message
 from ltextract.tarwalk import OPEN_END, Truncated, check_head, iter_groups
 
 READ_BUFFER = 1 << 20
@@ -36,6 +38,8 @@ class Forward:
         self.seekable = f.seekable()
         self.scratch = bytearray(0 if self.seekable else READ_BUFFER)
         self.last: tuple[int, bytes] = (-1, b"")
+        self.ended = False  # a read came up short: the input is exhausted
+        self.skipped_past_end = False  # ... inside bytes it skipped (a pipe's)
 
     def __getitem__(self, span: slice) -> bytes:
         start, stop = span.start, span.stop
@@ -44,17 +48,19 @@ class Forward:
         if start < self.pos:
             raise ValueError(f"{self.label}: read at {start:,} after {self.pos:,}: not forward-only")
         self._skip(start - self.pos)
-        data = self.f.read(stop - start)
+        data = b"" if self.skipped_past_end else self.f.read(stop - start)
+        self.ended = self.ended or len(data) < stop - start
         self.pos = start + len(data)
         self.last = (start, data)
         return data
 
-    def payload(self, start: int, size: int) -> bytes:
-        data = self[start:start + size]
-        if len(data) < size:
-            raise TarError(f"{self.label} is truncated: input ends at byte {self.pos:,}, inside a"
-                           f" member that needs bytes up to {start + size:,}")
-        return data
+    def overran(self) -> bool:
+        """Whether the input ended inside bytes that were skipped, not at a header: a tar of
+        unknown size walked to its end without seeing the cut."""
+        if self.seekable:  # a seek past the end of a file succeeds; its size tells
+            st = os.fstat(self.f.fileno())
+            return stat.S_ISREG(st.st_mode) and self.f.tell() > st.st_size
+        return self.skipped_past_end
 
     def _skip(self, n: int) -> None:
         """Pass over n bytes: a file moves its offset (the kernel still reads ahead in order),
@@ -65,12 +71,16 @@ class Forward:
             self.f.seek(n, os.SEEK_CUR)
             self.pos += n
             return
-        while n > 0:
+        while n > 0 and not self.skipped_past_end:
             got = self.f.readinto(memoryview(self.scratch)[:min(n, len(self.scratch))])
-            if not got:
-                raise TarError(f"{self.label} is truncated: input ends at byte {self.pos:,}")
+            self.skipped_past_end = not got
             self.pos += got
             n -= got
+
+
+class Cut(TarError):
+    """The tar ends early. Raised once every wanted member wholly before the cut is written
+    (and yielded): those files are kept, as the seek strategy keeps them."""
 
 
 Wanted = dict[str, dict[bytes, list]]  # group ("" or "<wnid>.tar") -> member name -> jobs (.offset)
@@ -82,41 +92,74 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
     """Read `f` once from start to end; each wanted member's payload goes to `write(job, data)`
     in a thread pool (hashing and writing overlap the reading). Yields write's results.
     A job's `offset` is where an index located it, or -1: then every copy of the name is
-    written, in order, so the last one stays, as with seek."""
+    written, in order, so the last one stays, as with seek.
+
+    `size` is known for a file (`label` is then its path) and None for a pipe. A tar that ends
+    early raises `Cut`, after the members before the cut are written; a corrupt one TarError."""
     src = Forward(f, label)
     check_head(label, src[0:BLOCK])
     pending: deque[tuple[Future, int]] = deque()
     in_flight = 0
     seen: set[int] = set()
+    group, why = "", ""
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-stream")
     try:
-        for group, _, _, members in iter_groups(src, size or OPEN_END, nested, label):
-            by_name = wanted.get(group)
-            for name, offset, length in members:
-                jobs = by_name.get(name) if by_name else None
-                if not jobs:
-                    continue
-                data = src.payload(offset, length)
-                for job in jobs:
-                    if 0 <= job.offset != offset:
-                        continue  # the index located another copy of this name (the last one)
-                    if id(job) in seen:  # a member stored twice: the later copy must land last
-                        yield from (future.result() for future, _ in _drain(pending))
-                        in_flight = 0
-                    seen.add(id(job))
-                    pending.append((pool.submit(write, job, data), length))
-                    in_flight += length
-                while pending and (in_flight > IN_FLIGHT_BYTES or len(pending) > IN_FLIGHT_FILES
-                                   or pending[0][0].done()):
-                    future, n = pending.popleft()
-                    in_flight -= n
-                    yield future.result()
+        try:
+            for group, _, end, members in iter_groups(src, size or OPEN_END, nested, label):
+                by_name = wanted.get(group)
+                try:
+                    for name, offset, length in members:
+                        jobs = by_name.get(name) if by_name else None
+                        if not jobs:
+                            continue
+                        data = src[offset:offset + length]
+                        if len(data) < length:
+                            raise Truncated(f"{label}: {printable(group)}" if group else label,
+                                            offset - BLOCK, offset + length, decode_name(name), end)
+                        for job in jobs:
+                            if 0 <= job.offset != offset:
+                                continue  # the index located another copy of this name (the last one)
+                            if id(job) in seen:  # a member stored twice: the later copy must land last
+                                yield from (future.result() for future, _ in _drain(pending))
+                                in_flight = 0
+                            seen.add(id(job))
+                            pending.append((pool.submit(write, job, data), length))
+                            in_flight += length
+                        while pending and (in_flight > IN_FLIGHT_BYTES or len(pending) > IN_FLIGHT_FILES
+                                           or pending[0][0].done()):
+                            future, n = pending.popleft()
+                            in_flight -= n
+                            yield future.result()
+                except Truncated:
+                    if size is None or end <= size:
+                        raise
+                    # the class tar itself is cut: the outer walk reports where, as the index does
+            if size is None and src.overran():
+                why = (f"{label} is truncated: the input ended inside the data of a member it"
+                       f" passed over{f' (after {printable(group)})' if group else ''}")
+        except Truncated as t:
+            why = _damage(src, label, size, t)
         yield from (future.result() for future, _ in _drain(pending))
-    except Truncated as t:
-        raise TarError(f"{t.where}: {t.what} (header at offset {t.header_at:,}) claims bytes up to"
-                       f" {t.needs:,}, past the end of its tar: corrupt archive") from None
+        if why:
+            raise Cut(why)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _damage(src: Forward, label: str, size: Optional[int], t: Truncated) -> str:
+    """What a cut says, worded as the index scan words it when the size is known; a member that
+    is corrupt rather than cut raises TarError: nothing after it is trusted."""
+    if size is not None:
+        path = Path(label)
+        if not is_cut(path, size, t):
+            raise TarError(truncation_message(path, size, t))
+        return truncation_message(path, size, t)
+    if not src.ended:
+        raise TarError(f"{t.where}: {t.what} (header at offset {t.header_at:,}) claims bytes up to"
+                       f" {t.needs:,}, past the end of its tar: corrupt archive")
+    inner = t.where[len(label):].lstrip(": ")
+    return (f"{label} is truncated: the input ended early, inside {inner + ': ' if inner else ''}"
+            f"{t.what} (header at offset {t.header_at:,}), which needs bytes up to {t.needs:,}")
 
 
 def _drain(pending: deque) -> Iterator:

@@ -1,7 +1,6 @@
 """Checking an OUT: every manifest row against the disk, the lists and the published totals."""
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tarfile
@@ -11,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ltextract.base import LtError, ListError, label_of
+from ltextract.base import LtError, ListError, label_of, sha256_of
 from ltextract.manifest import Row, list_path, read_manifest, read_metadata
 from ltextract.splits import PINS, TOP, canonical_sha256, check_totals, parse_list
 
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,11 @@ class Report:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return sha256_of(fd)
+    finally:
+        os.close(fd)
 
 
 def check_file(out: Path, row: Row, follow: bool = False) -> Optional[Problem]:

@@ -46,10 +46,13 @@ def before_cut(pristine, split: str, cut: int) -> int:
     return count
 
 
+@pytest.mark.parametrize("strategy", ["seek", "stream"])
 @pytest.mark.parametrize("where", ["inside a class tar", "inside an outer header"])
-def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where):
+def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where, strategy):
+    """Both strategies report a cut the same way and keep the same files."""
     tar = manual / TRAIN
-    completes(manual, out, env)  # files of an earlier run must survive a bad tar
+    how = ("--strategy", strategy)
+    completes(manual, out, env, *how)  # files of an earlier run must survive a bad tar
     third = outer_members(tar)[2]
     if where == "inside a class tar":
         cut, needles = third.offset_data + third.size // 2, [third.name, f"{third.offset:,}"]
@@ -59,25 +62,49 @@ def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where):
     data = tar.read_bytes()
     tar.write_bytes(data[:cut])
 
-    line = fails(build(manual, out, env), str(tar), "truncated", *needles)
+    line = fails(build(manual, out, env, *how), str(tar), "truncated", *needles)
     assert f"ends at {cut:,}" in line and "before the cut are extracted" in line
+    assert f"the official {TRAIN} is {OFFICIAL_SIZES[TRAIN]:,} bytes, this file {cut:,}" in line
     assert_no_partial(out, want)  # the files already there stay whole and usable
     verifies(out, env)
     fresh = tmp_path / "fresh"
-    fails(build(manual, fresh, env), "truncated", "before the cut are extracted")
+    again = fails(build(manual, fresh, env, *how), "truncated", "before the cut are extracted")
     assert_no_partial(fresh, want)  # files before the cut: whole, byte-identical to the tar's
     extracted = {s: len([p for p in (fresh / s).rglob("*") if p.is_file()]) for s in ("train", "val")}
     assert extracted == {s: before_cut(pristine, s, cut) for s in ("train", "val")}
     assert extracted["train"] > 0
+    listed = sum(len(pristine.lists[s].read_text().splitlines()) for s in ("train", "val"))
+    assert f"the {sum(extracted.values()):,} of {listed:,} listed files" in again
     assert not (fresh / "train.csv").exists()  # the split is not done: no manifest claims it is
-    completes(manual, fresh, env, "--split", "test")  # test comes from the val tar alone
+    assert (fresh / "test.csv").exists()  # the val tar is whole: its split is done all the same
+    completes(manual, fresh, env, "--split", "test", *how)  # test comes from the val tar alone
 
     tar.write_bytes(data)  # restored: the re-run completes both outputs
     os.utime(tar, ns=(mtime, mtime))
-    completes(manual, out, env)
+    completes(manual, out, env, *how)
     verifies(out, env)
-    completes(manual, fresh, env)
+    completes(manual, fresh, env, *how)
     verifies(fresh, env)
+
+
+@pytest.mark.parametrize("strategy", ["seek", "stream"])
+def test_truncated_val_tar(manual, pristine, out, env, want, strategy):
+    """A cut inside a member of the flat val tar: the test split keeps the files before it."""
+    tar = manual / VAL
+    where = reference_members(pristine.val_tar, nested=False)
+    listed = [line.split()[0].rsplit("/", 1)[1] for line in pristine.lists["test"].read_text().splitlines()]
+    name = listed[len(listed) // 2]
+    offset, size = where[("", name)]
+    cut = offset + size // 2
+    tar.write_bytes(tar.read_bytes()[:cut])
+    line = fails(build(manual, out, env, "--strategy", strategy), str(tar), "truncated",
+                 f"{name} (header at offset {offset - BLOCK:,})", f"ends at {cut:,}",
+                 f"the official {VAL} is {OFFICIAL_SIZES[VAL]:,} bytes, this file {cut:,}")
+    kept = sum(where[("", n)][0] + where[("", n)][1] <= cut for n in listed)
+    assert f"the {kept:,} of {len(listed):,} listed files" in line and kept > 0
+    assert_no_partial(out, want)
+    assert len([p for p in (out / "test").rglob("*") if p.is_file()]) == kept
+    assert not (out / "test.csv").exists() and (out / "train.csv").exists()
 
 
 def test_corrupt_checksum_in_nested_tar(manual, out, env, want):
@@ -163,16 +190,17 @@ def _set_size(block: bytearray, size: int) -> bytearray:
     return with_checksum(block)
 
 
+@pytest.mark.parametrize("strategy", ["seek", "stream"])
 @pytest.mark.parametrize("level", ["outer", "inner"])
 @pytest.mark.parametrize("huge", [8 ** 11 - 1, 1 << 62])
-def test_size_field_larger_than_archive(manual, out, env, want, level, huge):
+def test_size_field_larger_than_archive(manual, out, env, want, level, huge, strategy):
     tar = manual / TRAIN
     data = bytearray(tar.read_bytes())
     second = outer_members(tar)[1]
     at = second.offset if level == "outer" else second.offset_data
     data[at:at + BLOCK] = _set_size(bytearray(data[at:at + BLOCK]), huge)
     tar.write_bytes(bytes(data))
-    line = fails(build(manual, out, env), str(tar), f"header at offset {at:,}")
+    line = fails(build(manual, out, env, "--strategy", strategy), str(tar), f"header at offset {at:,}")
     if level == "outer" and huge < OFFICIAL_SIZES[TRAIN]:
         # the official tar is bigger than this member: a cut download explains it as well
         assert "truncated" in line and "incomplete download?" in line
