@@ -55,8 +55,8 @@ def test_parallel_scan_uses_workers_and_equals_serial(tmp_path, monkeypatch):
         monkeypatch.setattr(tarindex, "PARALLEL_MIN_SPANS", 1)
         pids.unlink(missing_ok=True)
         assert _whole_outcome(bad) == serial, case
-        workers = set(pids.read_text().split()) - {str(os.getpid())}
-        assert len(workers) >= 2, case
+        scanned_in = pids.read_text().split()  # which process scanned each class tar
+        assert scanned_in and str(os.getpid()) not in scanned_in, case
     assert isinstance(serial, str) and "corrupt" in serial  # the last case: the size lie
 
 
