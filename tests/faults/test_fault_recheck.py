@@ -210,3 +210,16 @@ def test_free_space_check_skips_files_up_for_recheck(tmp_path):
     extract.check_space(tmp_path, [huge])  # would need an exabyte were it copied
     with pytest.raises(Exception, match="not enough free space"):
         extract.check_space(tmp_path, [extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60)])
+
+
+def test_files_dropped_from_the_list_go_whatever_source_wrote_them(manual, out, env):
+    """A file an earlier build wrote from another source and the list no longer names is
+    removed, as from the same source: verify would find it stray."""
+    completes(manual, out, env)
+    train_list = manual / "ImageNet_LT_train.txt"
+    first, *rest = train_list.read_text().splitlines(keepends=True)
+    train_list.write_text("".join(rest))
+    touch_later(manual / TRAIN)
+    summary = completes(manual, out, env)  # verify: no stray file
+    assert not (out / first.split()[0]).exists()
+    assert counts(summary, "kept_rechecked")["train"] == len(rest)
