@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from ltextract import extract
+from ltextract.base import LtError
 from ltextract.outdir import Done
 from fault_util import SPLITS, assert_no_partial, build, completes, fails, run_faulty
-from lt_util import explode, reference_members, run_cli
+from lt_util import explode, reference_members
 
 TRAIN = "ILSVRC2012_img_train.tar"
 VAL = "ILSVRC2012_img_val.tar"
@@ -208,7 +209,7 @@ def test_free_space_check_skips_files_up_for_recheck(tmp_path):
     done = _journaled(tmp_path, b"x")
     huge = extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60, done)
     extract.check_space(tmp_path, [huge])  # would need an exabyte were it copied
-    with pytest.raises(Exception, match="not enough free space"):
+    with pytest.raises(LtError, match="not enough free space"):
         extract.check_space(tmp_path, [extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60)])
 
 
