@@ -65,11 +65,12 @@ def test_train_tar_from_stdin(tmp_path, env):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["strategy"]["train"] == "stream"
     assert tree(tmp_path / "pipe") == tree(tmp_path / "seek")
-    # stdin has no identity: a re-run copies again rather than trust files it cannot match
+    # stdin has no identity: a re-run trusts no file unread, but keeps those whose bytes match
     with open(syn.train_tar, "rb") as f:
         again = build(syn, tmp_path / "pipe", env, "--train-source", "-", "--split", "train", stdin=f)
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["splits"]["train"]["kept"] == 0
+    train = json.loads(again.stdout)["splits"]["train"]
+    assert (train["kept"], train["copied"]) == (0, 0) and train["kept_rechecked"] == train["files"]
     assert tree(tmp_path / "pipe") == tree(tmp_path / "seek")
 
 

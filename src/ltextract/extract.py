@@ -3,6 +3,8 @@
 Every file is written to a temporary name in its final folder and renamed when complete,
 so a final path never holds partial data. A journal of finished files (path, size,
 mtime, sha256) lets a re-run after any interruption keep what is whole and redo the rest.
+Files journaled against another source (a cut tar since completed, a pipe) are re-checked:
+their bytes are still read, and the file is kept, not rewritten, when they hash the same.
 """
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ import shutil
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 
 from ltextract import stream
 from ltextract.base import LtError, TarError, unlink_quietly
-from ltextract.outdir import Done, Journal, ensure_dir, journal_path, read_journal
+from ltextract.outdir import Done, Journal, ensure_dir, journal_path, read_journal_entries
 from ltextract.splits import SplitList
 from ltextract.tarindex import ArchiveIndex
 
@@ -38,6 +40,8 @@ class Job:
     tar: Path
     offset: int
     size: int
+    #: the file at `rel`, journaled against another source: kept if these bytes hash the same
+    recheck: Optional[Done] = None
 
 
 # --- planning (pure) --------------------------------------------------------------------
@@ -100,8 +104,11 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
 
 # --- copying ----------------------------------------------------------------------------
 
-def pending(out: Path, jobs: list[Job], journal: dict[str, Done]) -> tuple[list[Done], list[Job]]:
+def pending(out: Path, jobs: list[Job], journal: dict[str, Done],
+            candidates: Optional[dict[str, Done]] = None) -> tuple[list[Done], list[Job]]:
     """Split jobs into files already whole on disk (journaled, same size and mtime) and the rest.
+    A job whose file is in `candidates` (journaled against another source) and passes the same
+    test carries that entry as `recheck`: `write_one` then keeps the file if the bytes match.
 
     Leftover temporary files of an interrupted run are removed on the way.
     """
@@ -119,16 +126,25 @@ def pending(out: Path, jobs: list[Job], journal: dict[str, Done]) -> tuple[list[
     kept, todo = [], []
     for job in jobs:
         st, done = present.get(job.rel), journal.get(job.rel)
-        if st is not None and done is not None and stat.S_ISREG(st.st_mode) \
-                and st.st_size == done.size and job.size in (done.size, -1) \
-                and st.st_mtime_ns == done.mtime_ns:
+        if unchanged(st, done, job.size):
             kept.append(done)
+        elif unchanged(st, done := (candidates or {}).get(job.rel), job.size):
+            todo.append(replace(job, recheck=done))
         else:
             todo.append(job)
     return kept, todo
 
 
+def unchanged(st: Optional[os.stat_result], done: Optional[Done], size: int = -1) -> bool:
+    """Whether the file `st` describes is still the one `done` journaled (regular, same size and
+    mtime); `size` is what the job expects, -1 when not known yet (a stream's)."""
+    return st is not None and done is not None and stat.S_ISREG(st.st_mode) \
+        and st.st_size == done.size and size in (done.size, -1) and st.st_mtime_ns == done.mtime_ns
+
+
 def check_space(out: Path, todo: list[Job]) -> None:
+    """Re-checked files need no room unless they differ (then one file at a time, replaced)."""
+    todo = [j for j in todo if j.recheck is None]
     need = sum(j.size for j in todo if j.size > 0) + BLOCK_SLACK * len(todo)  # -1: not known yet
     free = shutil.disk_usage(out).free
     if need > free:
@@ -145,11 +161,14 @@ def copy_one(src_fd: int, out: Path, job: Job) -> Done:
 
 
 def write_one(out: Path, job: Job, data: bytes) -> Done:
-    """Write a job's bytes (however they were read) to its final path atomically."""
+    """Write a job's bytes (however they were read) to its final path atomically; a file up
+    for re-check that still holds exactly these bytes is kept as it is (no write, no rename)."""
     if 0 <= job.size != len(data):  # -1: a stream's job, sized as it is read
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
     digest = hashlib.sha256(data).hexdigest()
+    if job.recheck is not None and job.recheck.sha256 == digest and _still_there(out, job.recheck):
+        return replace(job.recheck, rechecked=True)
 
     def fill(fd: int) -> None:
         view = memoryview(data)
@@ -157,6 +176,14 @@ def write_one(out: Path, job: Job, data: bytes) -> Done:
             view = view[os.write(fd, view):]
 
     return Done(job.rel, len(data), place_atomically(out / job.rel, fill), digest)
+
+
+def _still_there(out: Path, done: Done) -> bool:
+    """The candidate is unchanged now, not only when the build planned (a moment ago)."""
+    try:
+        return unchanged(os.lstat(out / done.rel), done)
+    except FileNotFoundError:
+        return False
 
 
 def place_atomically(final: Path, fill: Callable[[int], None]) -> int:
@@ -264,10 +291,10 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
         for wnid in sorted({j.wnid for j in split_jobs}):
             ensure_dir(out / split / wnid)
         identity = identities[lists[split].entries[0].top]
-        journal = read_journal(out, split, identity)
-        kept, todo = pending(out, split_jobs, journal)
-        if split not in partial:
-            _drop_unlisted(out, journal, {j.rel for j in split_jobs})
+        journaled = read_journal_entries(out, split)
+        kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity))
+        if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
+            _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs})
         work.append(SplitWork(split, split_jobs, identity, kept, todo))
     check_space(out, [j for w in work for j in w.todo])
     return work
@@ -276,13 +303,8 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
 def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> None:
     """Files an earlier build wrote for a different list; files we did not write are left."""
     for rel, done in journal.items():
-        if rel not in listed:
-            try:
-                st = os.lstat(out / rel)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (done.size, done.mtime_ns):
-                os.unlink(out / rel)
+        if rel not in listed and _still_there(out, done):
+            os.unlink(out / rel)
 
 
 def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[str, dict[str, Done]]:
@@ -293,7 +315,8 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[st
     try:
         try:
             for w in works:
-                journals[w.split] = Journal(out, w.split, w.identity, w.kept)
+                journals[w.split] = Journal(out, w.split, w.identity, w.kept,
+                                            [j.recheck for j in w.todo if j.recheck])
             for d in copied:
                 split = d.rel.split("/", 1)[0]
                 journals[split].add(d)

@@ -3,6 +3,8 @@ the journals of finished files that make a re-run keep what is whole.
 
 Layout: OUT/.ltextract/lock (flock, holder's pid) and OUT/.ltextract/<split>.journal, a line
 `path<TAB>size<TAB>mtime_ns<TAB>sha256` per finished file under a first line naming the tar.
+Lines starting with `?` are files journaled against another source, carried over unconfirmed
+until their bytes are re-checked against this one (so a killed re-check run loses none of them).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import re
 import stat
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
@@ -30,6 +32,8 @@ class Done:
     size: int
     mtime_ns: int
     sha256: str
+    #: kept without rewriting: journaled against another source, its bytes read and found equal
+    rechecked: bool = field(default=False, compare=False)
 
 
 # --- the output folder ------------------------------------------------------------------
@@ -107,29 +111,54 @@ def journal_path(out: Path, split: str) -> Path:
     return out / STATE_DIR / f"{split}.journal"
 
 
-def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
-    """Finished files from earlier runs against the same tar; anything else is redone."""
+@dataclass(frozen=True)
+class Journaled:
+    """What a journal holds: the identity of the source its files came from, those files, and
+    files carried over unconfirmed from a journal of another source."""
+    identity: str
+    done: dict[str, Done]
+    unconfirmed: dict[str, Done]
+
+    def trusted(self, identity: str) -> dict[str, Done]:
+        """Files to keep without reading: only those journaled against this very source."""
+        return self.done if identity == self.identity else {}
+
+    def candidates(self, identity: str) -> dict[str, Done]:
+        """Files to keep once their bytes from this source prove equal (`extract.write_one`)."""
+        return self.unconfirmed | ({} if identity == self.identity else self.done)
+
+
+def read_journal_entries(out: Path, split: str) -> Journaled:
+    """Every file a journal names, whatever source it came from; a missing or planted journal
+    names none (Journal replaces a planted link)."""
     try:
         with _open_nofollow(journal_path(out, split), os.O_RDONLY, "r") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
-        return {}
+        lines = []
     except OSError as e:
-        if e.errno == errno.ELOOP:  # a planted link is no journal of ours; Journal replaces it
-            return {}
-        raise
-    if not lines or lines[0] != identity:
-        return {}
-    done: dict[str, Done] = {}
+        if e.errno != errno.ELOOP:
+            raise
+        lines = []
+    found: dict[bool, dict[str, Done]] = {True: {}, False: {}}
     for line in lines[1:]:
-        parts = line.split("\t")
+        unconfirmed = line.startswith("?")
+        parts = line[unconfirmed:].split("\t")
         if len(parts) == 4 and len(parts[3]) == 64 and parts[1].isdigit() and parts[2].isdigit():
-            done[parts[0]] = Done(parts[0], int(parts[1]), int(parts[2]), parts[3])
-    return done
+            found[unconfirmed][parts[0]] = Done(parts[0], int(parts[1]), int(parts[2]), parts[3])
+    return Journaled(lines[0] if lines else "", found[False], found[True])
+
+
+def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
+    """Finished files from earlier runs against the same source; anything else is redone."""
+    return read_journal_entries(out, split).trusted(identity)
 
 
 class Journal:
-    def __init__(self, out: Path, split: str, identity: str, keep: Iterable[Done]):
+    def __init__(self, out: Path, split: str, identity: str, keep: Iterable[Done],
+                 carry: Iterable[Done] = ()):
+        """Start the journal afresh under `identity` with the files `keep`; `carry` are files
+        still to be re-checked against this source, kept as `?` lines until they are."""
         path = journal_path(out, split)
         tmp = path.with_suffix(".tmp")
         unlink_quietly(tmp)  # and never write through whatever was planted there
@@ -137,6 +166,7 @@ class Journal:
             with _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "w") as f:
                 f.write(identity + "\n")
                 f.writelines(_journal_line(d) for d in keep)
+                f.writelines("?" + _journal_line(d) for d in carry)
             os.replace(tmp, path)
         except BaseException:
             unlink_quietly(tmp)

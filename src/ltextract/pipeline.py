@@ -125,8 +125,9 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
     for w in works:
         rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs
                 if (d := done[w.split].get(j.rel))]
+        rechecked = sum(d.rechecked for d in done[w.split].values())
         record = {"files": len(rows), "bytes": sum(r.size for r in rows),
-                  "copied": len(w.todo), "kept": len(w.kept),
+                  "copied": len(w.todo) - rechecked, "kept": len(w.kept), "kept_rechecked": rechecked,
                   "seconds": round(time.monotonic() - started, 3), "list": list_record(lists[w.split])}
         records[w.split] = record
         if cut:
@@ -136,7 +137,8 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
                                  | {"format": "folders", "source": src.kind,
                                     "link": link if src.kind == "tree" else "copy"})
         say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
-            f" (copied {record['copied']:,}, kept {record['kept']:,}) in {record['seconds']:.1f} s",
+            f" (copied {record['copied']:,}, kept {record['kept']:,},"
+            f" kept after re-check {record['kept_rechecked']:,}) in {record['seconds']:.1f} s",
             quiet)
     return records, "".join(cut)
 

@@ -25,8 +25,8 @@ def build_args(manual: Path, out: Path, *extra: object) -> tuple:
     return ("build", "--manual-dir", manual, "--splits-dir", manual, "--out", out, "-q", *extra)
 
 
-def build(manual: Path, out: Path, env: dict, *extra: object) -> subprocess.CompletedProcess:
-    return run_cli(*build_args(manual, out, *extra), env=env)
+def build(manual: Path, out: Path, env: dict, *extra: object, **kw) -> subprocess.CompletedProcess:
+    return run_cli(*build_args(manual, out, *extra), env=env, **kw)
 
 
 def driver_cmd(spec: str, *args: object) -> list[str]:
@@ -88,9 +88,10 @@ def verifies(out: Path, env: dict) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def completes(manual: Path, out: Path, env: dict, *extra: object) -> dict:
-    """A (re-)run finishes, `verify` passes and nothing temporary is left; the --json summary."""
-    r = build(manual, out, env, "--json", *extra)
+def completes(manual: Path, out: Path, env: dict, *extra: object, **kw) -> dict:
+    """A (re-)run finishes, `verify` passes and nothing temporary is left; the --json summary.
+    `kw` goes to subprocess.run (e.g. stdin)."""
+    r = build(manual, out, env, "--json", *extra, **kw)
     assert r.returncode == 0, r.stderr
     verifies(out, env)
     assert temporaries(out, Path(env["LTEXTRACT_CACHE_DIR"])) == []
