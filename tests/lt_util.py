@@ -131,3 +131,8 @@ def out_files(out: Path) -> dict[str, bytes]:
     """Every file of a build except ltextract's own state and metadata (which name the source)."""
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
             if p.is_file() and ".ltextract" not in p.parts and p.name != "ltextract.json"}
+
+
+def padding_of(offset: int, size: int) -> tuple[int, int]:
+    """The [start, end) of the zero padding after a payload at `offset` of `size` bytes."""
+    return offset + size, offset + -(-size // 512) * 512

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from ltextract import indexfile, tarindex, tarwalk
-from ltextract.base import TarError
+from ltextract.base import OFFICIAL_SIZES, TarError, official_size_hint
 from ltextract.synth import SynthSpec, make_manual_dir
 from ltextract.tarheader import BLOCK, CHKSUM
-from lt_util import reference_members
+from lt_util import padding_of, reference_members
 
 
 @pytest.fixture(autouse=True)
@@ -115,6 +115,34 @@ def test_truncated_train_tar_names_member_and_offset(tmp_path):
         with pytest.raises(TarError, match="truncated"):  # unless a caller accepts a partial index
             indexfile.load_or_scan(bad, True)
         assert not indexfile.index_path(bad).exists()  # never cached
+
+
+def padded_member(members: dict, nested_in: str = "") -> tuple[tuple[str, str], int, int]:
+    """A member in the middle (of group `nested_in`) followed by some zero padding, and its padding."""
+    keys = sorted((k for k, (_, size) in members.items() if k[0] == nested_in and size % BLOCK),
+                  key=lambda k: members[k])
+    key = keys[len(keys) // 2]
+    return (key, *padding_of(*members[key]))
+
+
+def test_cut_exactly_at_a_member_boundary_is_a_shorter_tar(tmp_path):
+    """No end-of-archive blocks, the file ends right after a padding: tar(1) accepts it, so does
+    the scan; only the list can tell (see the "missing" messages)."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    whole = indexed(tarindex.scan(syn.val_tar, False))
+    _, _, cut = padded_member(whole)
+    bad = truncated_copy(syn.val_tar, tmp_path / "ILSVRC2012_img_val.tar", cut)
+    index = tarindex.scan(bad, False)
+    assert index.damage == ""
+    assert indexed(index) == {k: v for k, v in whole.items() if v[0] + v[1] <= cut} != whole
+
+
+def test_official_size_hint():
+    assert official_size_hint("ILSVRC2012_img_val.tar", 8_192) == (
+        " (the official ILSVRC2012_img_val.tar is 6,744,924,160 bytes, this file 8,192:"
+        " an incomplete download?)")
+    assert official_size_hint("ILSVRC2012_img_train.tar", OFFICIAL_SIZES["ILSVRC2012_img_train.tar"]) == ""
+    assert official_size_hint("my_val.tar", 8_192) == ""
 
 
 def test_corrupt_nested_header_checksum(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from ltextract.base import OFFICIAL_SIZES
 from ltextract.tarheader import BLOCK, CHKSUM, SIZE
 from fault_util import assert_no_partial, build, completes, fails, verifies
-from lt_util import reference_members
+from lt_util import padding_of, reference_members
 
 TRAIN = "ILSVRC2012_img_train.tar"
 VAL = "ILSVRC2012_img_val.tar"
@@ -44,6 +44,22 @@ def before_cut(pristine, split: str, cut: int) -> int:
         offset, size = where[(f"{wnid}.tar", name)]
         count += offset + size <= cut
     return count
+
+
+def listed_with_padding(pristine, split: str, group: str) -> tuple[str, int, int]:
+    """A listed image in the middle of `group` ("" in the val tar) whose payload is followed by
+    zero padding: its path in OUT, and the padding's [start, end) in its tar."""
+    tar, nested = (pristine.train_tar, True) if group else (pristine.val_tar, False)
+    where = reference_members(tar, nested)
+    found = []
+    for line in pristine.lists[split].read_text().splitlines():
+        rel = line.split()[0]
+        _, wnid, name = rel.split("/")
+        offset, size = where[(group, name)] if (group, name) in where else (0, 0)
+        if (not group or group == f"{wnid}.tar") and size % BLOCK:
+            found.append((offset, f"{split}/{wnid}/{name}", size))
+    offset, rel, size = sorted(found)[len(found) // 2]
+    return rel, *padding_of(offset, size)
 
 
 @pytest.mark.parametrize("strategy", ["seek", "stream"])
@@ -105,6 +121,26 @@ def test_truncated_val_tar(manual, pristine, out, env, want, strategy):
     assert_no_partial(out, want)
     assert len([p for p in (out / "test").rglob("*") if p.is_file()]) == kept
     assert not (out / "test.csv").exists() and (out / "train.csv").exists()
+
+
+@pytest.mark.parametrize("strategy", ["seek", "stream"])
+@pytest.mark.parametrize("which", [TRAIN, VAL])
+def test_tar_cut_at_a_member_boundary(manual, pristine, out, env, want, which, strategy):
+    """A download cut right after a member's padding reads as a whole, shorter tar (tar(1)
+    accepts it): the missing images are reported with the official size, which says why."""
+    tar = manual / which
+    if which == TRAIN:  # right after the third class tar
+        third = outer_members(tar)[2]
+        cut = padding_of(third.offset_data, third.size)[1]
+    else:  # right after a listed image's padding
+        cut = listed_with_padding(pristine, "test", "")[2]
+    tar.write_bytes(tar.read_bytes()[:cut])
+    line = fails(build(manual, out, env, "--strategy", strategy), "image(s)", "missing from",
+                 f"{which} (the official {which} is {OFFICIAL_SIZES[which]:,} bytes, this file"
+                 f" {cut:,}: an incomplete download?): ")
+    assert "truncated" not in line
+    assert ("named by ImageNet_LT_" in line) == (strategy == "seek")  # stream: found after the pass
+    assert_no_partial(out, want)
 
 
 def test_corrupt_checksum_in_nested_tar(manual, out, env, want):
