@@ -131,3 +131,25 @@ def out_files(out: Path) -> dict[str, bytes]:
     """Every file of a build except ltextract's own state and metadata (which name the source)."""
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
             if p.is_file() and ".ltextract" not in p.parts and p.name != "ltextract.json"}
+
+
+def rewrite_class_tar(train_tar: Path, dest: Path, which: int, change) -> Path:
+    """A copy of the train tar whose `which`-th class tar holds `change(its bytes)` (its outer
+    header then records the new size; the outer tar pads it to a whole block as usual).
+    `dest` may be `train_tar` itself."""
+    buf = io.BytesIO()
+    with tarfile.open(train_tar) as outer, tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as new:
+        for i, m in enumerate(m for m in outer if m.isreg()):
+            data = outer.extractfile(m).read()
+            if i == which:
+                data = change(data)
+            info = tarfile.TarInfo(m.name)
+            info.size = len(data)
+            new.addfile(info, io.BytesIO(data))
+    dest.write_bytes(buf.getvalue())
+    return dest
+
+
+def padding_of(offset: int, size: int) -> tuple[int, int]:
+    """The [start, end) of the zero padding after a payload at `offset` of `size` bytes."""
+    return offset + size, offset + -(-size // 512) * 512

@@ -160,10 +160,36 @@ def test_stdin_cut_inside_a_member_passed_over(tmp_path, env, pipe):
     r = from_stdin(syn, out, env, syn.val_tar, pipe, "--val-source", "-", "--split", "test")
     line = error_line(r.stderr)
     assert r.returncode == 1 and "ILSVRC2012_img_val.tar from stdin is truncated" in line, line
-    assert "the input ended inside the data of a member it passed over" in line
+    assert "the input ended inside the data or padding of a member it passed over" in line
     kept = sum(members[("", n)][0] + members[("", n)][1] <= offset for n in listed)
     assert f"the {kept:,} of {len(listed):,} listed files" in line
     assert len(files_in(out, "test")) == kept
+    assert_no_final_output(out)
+
+
+@pytest.mark.parametrize("pipe", [True, False], ids=["pipe", "redirect"])
+def test_stdin_cut_inside_a_padding(tmp_path, env, pipe):
+    """The input ends in the zero padding after a listed member: that member is whole and kept,
+    and the end is still a cut (tar(1): "Unexpected EOF"), not a clean end."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    members = reference_members(syn.val_tar, nested=False)
+    listed = [line.split()[0] for line in syn.lists["test"].read_text().splitlines()]
+    padded = sorted((members[("", rel.rsplit("/", 1)[1])], rel) for rel in listed
+                    if members[("", rel.rsplit("/", 1)[1])][1] % 512)
+    (offset, size), path = padded[len(padded) // 2]
+    rel = "test/" + path.split("/", 1)[1]  # val/<wnid>/<file> in the list, test/… in OUT
+    cut = offset + size + (-size % 512) // 2
+    expected = tar_bytes(syn)
+    syn.val_tar.write_bytes(syn.val_tar.read_bytes()[:cut])
+    out = tmp_path / "out"
+    r = from_stdin(syn, out, env, syn.val_tar, pipe, "--val-source", "-", "--split", "test")
+    line = error_line(r.stderr)
+    assert r.returncode == 1 and "ILSVRC2012_img_val.tar from stdin is truncated" in line, line
+    assert "the input ended inside the data or padding of a member it passed over" in line
+    kept = sum(sum(members[("", r.rsplit("/", 1)[1])]) <= cut for r in listed)
+    assert f"the {kept:,} of {len(listed):,} listed files" in line
+    got = files_in(out, "test")
+    assert len(got) == kept and got[rel] == expected[rel]
     assert_no_final_output(out)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from ltextract import indexfile, tarindex, tarwalk
-from ltextract.base import TarError
+from ltextract.base import OFFICIAL_SIZES, TarError, official_size_hint
 from ltextract.synth import SynthSpec, make_manual_dir
 from ltextract.tarheader import BLOCK, CHKSUM
-from lt_util import reference_members
+from lt_util import padding_of, reference_members, rewrite_class_tar
 
 
 @pytest.fixture(autouse=True)
@@ -115,6 +115,83 @@ def test_truncated_train_tar_names_member_and_offset(tmp_path):
         with pytest.raises(TarError, match="truncated"):  # unless a caller accepts a partial index
             indexfile.load_or_scan(bad, True)
         assert not indexfile.index_path(bad).exists()  # never cached
+
+
+def padded_member(members: dict, nested_in: str = "") -> tuple[tuple[str, str], int, int]:
+    """A member in the middle (of group `nested_in`) followed by some zero padding, and its padding."""
+    keys = sorted((k for k, (_, size) in members.items() if k[0] == nested_in and size % BLOCK),
+                  key=lambda k: members[k])
+    key = keys[len(keys) // 2]
+    return (key, *padding_of(*members[key]))
+
+
+@pytest.mark.parametrize("which", ["val tar", "train tar: inside a class tar",
+                                   "train tar: after a class tar"])
+def test_cut_inside_a_padding(tmp_path, which):
+    """A file ending in the zero padding after a whole payload is cut (tar(1): "Unexpected EOF"),
+    not a clean end; every member up to the one whose padding is cut is indexed."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    nested = which != "val tar"
+    tar = syn.val_tar if not nested else syn.train_tar
+    if which.endswith("after a class tar"):  # the class tar's size leaves padding in the outer tar
+        (tmp_path / "trimmed").mkdir()
+        tar = rewrite_class_tar(syn.train_tar, tmp_path / "trimmed" / tar.name, 1, lambda data: data[:-100])
+    whole = indexed(tarindex.scan(tar, nested))
+    if not nested:
+        key, start, end = padded_member(whole)
+    elif which.endswith("inside a class tar"):
+        key, start, end = padded_member(whole, tarindex.scan(tar, True).groups[1].name)
+    else:
+        second = tarindex.scan(tar, True).groups[1]
+        key, start, end = None, *padding_of(second.offset, second.size)
+    assert end - start > 1
+    cut = (start + end) // 2
+    partial = tarindex.scan(truncated_copy(tar, tmp_path / tar.name, cut), nested)
+    assert "is truncated: " in partial.damage and f"the file ends at {cut:,}" in partial.damage
+    assert "official" in partial.damage
+    if key is None or not nested:  # else the cut class tar's own payload is what runs short
+        assert "the padding after " in partial.damage
+    got = indexed(partial)
+    assert got == {k: v for k, v in whole.items() if v[0] + v[1] <= cut} and partial.members == len(got)
+    assert key is None or key in got  # its data is whole
+
+
+def test_class_tar_whose_last_padding_runs_past_its_end_is_corrupt(tmp_path):
+    """Inside a whole train tar, a class tar that ends in its last member's padding is not an
+    incomplete download: it is corrupt, and the scan trusts nothing in the archive."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    members = reference_members(syn.train_tar, nested=True)
+    group = tarindex.scan(syn.train_tar, True).groups[1]
+    last = max((k for k in members if k[0] == group.name), key=lambda k: members[k])
+    start, end = padding_of(*members[last])
+    assert end - start > 1
+    bad = rewrite_class_tar(syn.train_tar, tmp_path / "ILSVRC2012_img_train.tar", 1,
+                            lambda data: data[:(start + end) // 2 - group.offset])
+    with pytest.raises(TarError) as e:
+        tarindex.scan(bad, True)
+    msg = str(e.value)
+    assert "is corrupt: the padding after " in msg and "past the end of its tar" in msg, msg
+    assert last[1] in msg and "truncated" not in msg
+
+
+def test_cut_exactly_at_a_member_boundary_is_a_shorter_tar(tmp_path):
+    """No end-of-archive blocks, the file ends right after a padding: tar(1) accepts it, so does
+    the scan; only the list can tell (see the "missing" messages)."""
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    whole = indexed(tarindex.scan(syn.val_tar, False))
+    _, _, cut = padded_member(whole)
+    bad = truncated_copy(syn.val_tar, tmp_path / "ILSVRC2012_img_val.tar", cut)
+    index = tarindex.scan(bad, False)
+    assert index.damage == ""
+    assert indexed(index) == {k: v for k, v in whole.items() if v[0] + v[1] <= cut} != whole
+
+
+def test_official_size_hint():
+    assert official_size_hint("ILSVRC2012_img_val.tar", 8_192) == (
+        " (the official ILSVRC2012_img_val.tar is 6,744,924,160 bytes, this file 8,192:"
+        " an incomplete download?)")
+    assert official_size_hint("ILSVRC2012_img_train.tar", OFFICIAL_SIZES["ILSVRC2012_img_train.tar"]) == ""
+    assert official_size_hint("my_val.tar", 8_192) == ""
 
 
 def test_corrupt_nested_header_checksum(tmp_path):

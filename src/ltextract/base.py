@@ -18,6 +18,16 @@ OFFICIAL_SIZES = {TRAIN_TAR: 147_897_477_120, VAL_TAR: 6_744_924_160}
 HASH_CHUNK = 1 << 20
 
 
+def official_size_hint(name: str, size: int) -> str:
+    """" (the official <name> is N bytes, this file M: an incomplete download?)" when `name` is one
+    of the official archives and `size` is not its size, else "": a cut download often ends at a
+    member boundary, where nothing in the tar itself shows the cut."""
+    official = OFFICIAL_SIZES.get(name)
+    if not official or size == official:
+        return ""
+    return f" (the official {name} is {official:,} bytes, this file {size:,}: an incomplete download?)"
+
+
 class LtError(Exception):
     """A failure the user can act on: the CLI prints it as one line and exits 1."""
 

@@ -57,7 +57,8 @@ def wanted(lists: dict[str, SplitList]) -> dict[str, set[tuple[str, str]]]:
 def plan_located(lists: dict[str, SplitList], where: dict[str, dict[tuple[str, str], tuple[Path, int, int]]],
                  source_names: dict[str, str], partial: set[str] = frozenset()) -> dict[str, list[Job]]:
     """Jobs from (wnid, file) -> (file holding the bytes, offset, size), whatever the source.
-    For a top in `partial` (a truncated tar) the images it lacks are left out, not an error."""
+    For a top in `partial` (a truncated tar) the images it lacks are left out, not an error.
+    `source_names` name each top's source in that error (with `official_size_hint` for a tar)."""
     jobs: dict[str, list[Job]] = {}
     for split, sl in lists.items():
         top = sl.entries[0].top
@@ -329,14 +330,15 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[st
     return done
 
 
-def check_complete(works: list[SplitWork], done: dict[str, dict[str, Done]]) -> None:
-    """Every listed file of each split is done: the tar held them all."""
+def check_complete(works: list[SplitWork], done: dict[str, dict[str, Done]], hint: str = "") -> None:
+    """Every listed file of each split is done: the tar held them all. `hint`: the tar's
+    `official_size_hint` (a download cut at a member boundary reads as a whole, shorter tar)."""
     for w in works:
         missing = [j.rel.split("/", 1)[1] for j in w.jobs if j.rel not in done[w.split]]
         if missing:
             first = ", ".join(missing[:5])
             raise LtError(f"{len(missing):,} image(s) of the {w.split} list are missing from"
-                          f" {w.jobs[0].tar.name}: {first}{' …' if len(missing) > 5 else ''}")
+                          f" {w.jobs[0].tar.name}{hint}: {first}{' …' if len(missing) > 5 else ''}")
 
 
 def stream_wanted(jobs: Iterable[Job], nested: bool) -> dict[str, dict[bytes, list[Job]]]:

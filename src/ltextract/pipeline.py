@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from ltextract import extract, indexfile, links, manifest, multipart, outdir, shards, sources, stream, tarindex
-from ltextract.base import TarError
+from ltextract.base import TarError, official_size_hint
 from ltextract.manifest import Row
 from ltextract.sources import TARS
 from ltextract.splits import TOP, SplitList, canonical_sha256, check_split, load_lists
@@ -120,7 +120,8 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
                 done = extract.record(out, works, extract.stream_jobs(
                     out, f, label, src.top == "train", todo, workers, b.update, size, cut.append))
     if not cut:
-        extract.check_complete(works, done)
+        hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
+        extract.check_complete(works, done, hint)
     records = {}
     for w in works:
         rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ltextract import extract, multipart, outdir
-from ltextract.base import TRAIN_TAR, VAL_TAR, TarError
+from ltextract.base import TRAIN_TAR, VAL_TAR, TarError, official_size_hint
 from ltextract.extract import Job
 from ltextract.splits import SplitList
 from ltextract.tarindex import ArchiveIndex
@@ -163,10 +163,11 @@ def plan(lists: dict[str, SplitList], srcs: dict[str, Source],
             identities[top] = outdir.tar_identity(index)
             if index.damage:
                 damage[top] = index.damage
+            names[top] = f"{src.path}{official_size_hint(src.path.name, index.size)}"
         else:
             where[top] = locate(src, keys, class_index)
             identities[top] = identity(src, link if src.kind == "tree" else "copy")
-        names[top] = str(src.path)
+            names[top] = str(src.path)
     return extract.plan_located(lists, where, names, partial=set(damage)), identities, damage
 
 

@@ -135,8 +135,9 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
                         raise
                     # the class tar itself is cut: the outer walk reports where, as the index does
             if size is None and src.overran():
-                why = (f"{label} is truncated: the input ended inside the data of a member it"
-                       f" passed over{f' (after {printable(group)})' if group else ''}")
+                # the bytes skipped: an unwanted member's data, or any member's zero padding
+                why = (f"{label} is truncated: the input ended inside the data or padding of a"
+                       f" member it passed over{f' (after {printable(group)})' if group else ''}")
         except Truncated as t:
             why = _damage(src, label, size, t)
         yield from (future.result() for future, _ in _drain(pending))
@@ -155,11 +156,10 @@ def _damage(src: Forward, label: str, size: Optional[int], t: Truncated) -> str:
             raise TarError(truncation_message(path, size, t))
         return truncation_message(path, size, t)
     if not src.ended:
-        raise TarError(f"{t.where}: {t.what} (header at offset {t.header_at:,}) claims bytes up to"
-                       f" {t.needs:,}, past the end of its tar: corrupt archive")
-    inner = t.where[len(label):].lstrip(": ")
-    return (f"{label} is truncated: the input ended early, inside {inner + ': ' if inner else ''}"
-            f"{t.what} (header at offset {t.header_at:,}), which needs bytes up to {t.needs:,}")
+        raise TarError(f"{t.where}: {t.subject()} claims bytes up to {t.needs:,}, past the end of"
+                       " its tar: corrupt archive")
+    return (f"{label} is truncated: the input ended early, inside"
+            f" {t.subject(t.where[len(label):].lstrip(': '))}, which needs bytes up to {t.needs:,}")
 
 
 def _drain(pending: deque) -> Iterator:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from ltextract import multipart
-from ltextract.base import OFFICIAL_SIZES, LtError, TarError
+from ltextract.base import OFFICIAL_SIZES, LtError, TarError, official_size_hint
 from ltextract.tarheader import BLOCK, decode_name
 from ltextract.tarwalk import Buffer, Truncated, check_head, group_members, iter_groups
 
@@ -88,19 +88,14 @@ def is_cut(path: Path, size: int, t: Truncated) -> bool:
 
 
 def truncation_message(path: Path, size: int, t: Truncated) -> str:
-    where = t.where
-    hint = ""
-    official = OFFICIAL_SIZES.get(path.name)
-    if official and size != official:
-        hint = (f" (the official {path.name} is {official:,} bytes, this file {size:,}:"
-                " an incomplete download?)")
-    inner = where[len(str(path)):].lstrip(": ")  # the class tar, when the member is in one
-    member = f"{inner + ': ' if inner else ''}{t.what} (header at offset {t.header_at:,})"
+    member = t.subject(t.where[len(str(path)):].lstrip(": "))  # with the class tar, if in one
     if is_cut(path, size, t):
         return (f"{path} is truncated: {member} needs bytes up to {t.needs:,} but the file ends"
-                f" at {size:,}{hint}")
+                f" at {size:,}{official_size_hint(path.name, size)}")
     bound = f"past the end of its tar at {t.end:,}" if t.end < size else \
         f"more than the whole file ({size:,} bytes)"
+    if t.padding:  # the member's data is whole, the zero padding after it is not
+        return f"{path} is corrupt: {member} runs to byte {t.needs:,}, {bound}"
     return f"{path} is corrupt: {member} claims {t.needs - t.header_at - BLOCK:,} bytes, {bound}"
 
 

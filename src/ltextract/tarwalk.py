@@ -85,6 +85,12 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
                 yield strip(raw or header.name.encode("utf-8", "surrogateescape"), folder), data, size
             long_name, pax = None, {}
         pos = data + padded(size)
+    if pos > end:
+        # The last member's data is whole but the zero padding after it is not: tar(1) reports
+        # "Unexpected EOF". (A stream of unknown length never gets here: OPEN_END is unreachable,
+        # the end of input decides.) `block` is still that member's header.
+        raise Truncated(where, pos - padded(size) - BLOCK, pos, decode_name(cstr(block[:100])), end,
+                        padding=True)
 
 
 _CHECKSUMS: dict[bytes, int] = {}
@@ -107,17 +113,23 @@ def _checksum_base(field: bytes) -> int:
 
 
 class Truncated(TarError):
-    """A header or payload runs past the end of its tar (`where`); `scan` rewords it with the
-    file's context."""
+    """A header or payload runs past the end of its tar (`where`), or only the zero padding after
+    a whole payload does (`padding`); `scan` rewords it with the file's context."""
 
-    def __init__(self, where: str, header_at: int, needs: int, what: str, end: int):
-        what = printable(what)
-        super().__init__(f"{what} (header at offset {header_at:,}) needs bytes up to {needs:,},"
-                         f" past the end of its tar at {end:,}")
-        self.where, self.header_at, self.needs, self.what, self.end = where, header_at, needs, what, end
+    def __init__(self, where: str, header_at: int, needs: int, what: str, end: int,
+                 padding: bool = False):
+        self.where, self.header_at, self.needs, self.end = where, header_at, needs, end
+        self.what, self.padding = printable(what), padding
+        super().__init__(f"{self.subject()} needs bytes up to {needs:,}, past the end of its tar at {end:,}")
+
+    def subject(self, inner: str = "") -> str:
+        """What runs past the end: "[the padding after ][<inner>: ]<what> (header at offset N)";
+        `inner` is the class tar holding the member, when a message names it."""
+        return (f"{'the padding after ' if self.padding else ''}{inner + ': ' if inner else ''}"
+                f"{self.what} (header at offset {self.header_at:,})")
 
     def __reduce__(self):  # crosses from a scan worker process
-        return Truncated, (self.where, self.header_at, self.needs, self.what, self.end)
+        return Truncated, (self.where, self.header_at, self.needs, self.what, self.end, self.padding)
 
 
 def normalise(name: str, wnid: str = "") -> str:
@@ -160,7 +172,8 @@ def iter_groups(buf: Buffer, size: int, nested: bool, where: str) -> Iterator[Gr
             # A class tar cut short by the end of the file: its members before the cut are
             # still whole, so walk them (the walk stops at the cut) before reporting the cut.
             name = normalise(t.what)
-            if t.what != "header" and name.endswith(".tar") and "/" not in name and t.needs > size:
+            if t.what != "header" and name.endswith(".tar") and "/" not in name and t.needs > size \
+                    and not t.padding:  # (a class tar whose padding alone is cut was yielded whole)
                 start = t.header_at + BLOCK
                 yield name, start, t.needs, group_members(buf, where, name, start, t.needs)
             raise

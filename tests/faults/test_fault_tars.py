@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from ltextract.base import OFFICIAL_SIZES
+from ltextract.outdir import journal_path
 from ltextract.tarheader import BLOCK, CHKSUM, SIZE
 from fault_util import assert_no_partial, build, completes, fails, verifies
-from lt_util import reference_members
+from lt_util import padding_of, reference_members, rewrite_class_tar
 
 TRAIN = "ILSVRC2012_img_train.tar"
 VAL = "ILSVRC2012_img_val.tar"
@@ -46,18 +47,39 @@ def before_cut(pristine, split: str, cut: int) -> int:
     return count
 
 
+def listed_with_padding(pristine, split: str, group: str) -> tuple[str, int, int]:
+    """A listed image in the middle of `group` ("" in the val tar) whose payload is followed by
+    zero padding: its path in OUT, and the padding's [start, end) in its tar."""
+    tar, nested = (pristine.train_tar, True) if group else (pristine.val_tar, False)
+    where = reference_members(tar, nested)
+    found = []
+    for line in pristine.lists[split].read_text().splitlines():
+        rel = line.split()[0]
+        _, wnid, name = rel.split("/")
+        offset, size = where[(group, name)] if (group, name) in where else (0, 0)
+        if (not group or group == f"{wnid}.tar") and size % BLOCK:
+            found.append((offset, f"{split}/{wnid}/{name}", size))
+    offset, rel, size = sorted(found)[len(found) // 2]
+    return rel, *padding_of(offset, size)
+
+
 @pytest.mark.parametrize("strategy", ["seek", "stream"])
-@pytest.mark.parametrize("where", ["inside a class tar", "inside an outer header"])
+@pytest.mark.parametrize("where", ["inside a class tar", "inside an outer header",
+                                   "inside a padding in a class tar"])
 def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where, strategy):
     """Both strategies report a cut the same way and keep the same files."""
     tar = manual / TRAIN
     how = ("--strategy", strategy)
     completes(manual, out, env, *how)  # files of an earlier run must survive a bad tar
     third = outer_members(tar)[2]
+    padded = ""
     if where == "inside a class tar":
         cut, needles = third.offset_data + third.size // 2, [third.name, f"{third.offset:,}"]
-    else:
+    elif where == "inside an outer header":
         cut, needles = third.offset + 200, [f"header at offset {third.offset:,}"]
+    else:  # the class tar runs short; its last image before the cut is whole, its padding not
+        padded, start, end = listed_with_padding(pristine, "train", third.name)
+        cut, needles = (start + end) // 2, [third.name, f"{third.offset:,}"]
     mtime = tar.stat().st_mtime_ns
     data = tar.read_bytes()
     tar.write_bytes(data[:cut])
@@ -73,6 +95,7 @@ def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where, 
     extracted = {s: len([p for p in (fresh / s).rglob("*") if p.is_file()]) for s in ("train", "val")}
     assert extracted == {s: before_cut(pristine, s, cut) for s in ("train", "val")}
     assert extracted["train"] > 0
+    assert not padded or (fresh / padded).read_bytes() == want[padded]
     listed = sum(len(pristine.lists[s].read_text().splitlines()) for s in ("train", "val"))
     assert f"the {sum(extracted.values()):,} of {listed:,} listed files" in again
     assert not (fresh / "train.csv").exists()  # the split is not done: no manifest claims it is
@@ -88,23 +111,95 @@ def test_truncated_train_tar(tmp_path, manual, pristine, out, env, want, where, 
 
 
 @pytest.mark.parametrize("strategy", ["seek", "stream"])
-def test_truncated_val_tar(manual, pristine, out, env, want, strategy):
-    """A cut inside a member of the flat val tar: the test split keeps the files before it."""
+def test_cut_inside_the_padding_after_a_class_tar(manual, pristine, out, env, want, strategy):
+    """A class tar whose size leaves padding in the outer tar, and the file ends in it: every
+    class tar up to that one is whole and extracted, and the end is reported as a cut."""
+    tar = manual / TRAIN
+    rewrite_class_tar(tar, tar, 2, lambda data: data[:-100])  # still ends in zero blocks
+    whole = outer_members(tar)
+    third = whole[2]
+    assert third.size % BLOCK
+    cut = sum(padding_of(third.offset_data, third.size)) // 2
+    tar.write_bytes(tar.read_bytes()[:cut])
+    fails(build(manual, out, env, "--strategy", strategy), str(tar), "truncated",
+          f"the padding after {third.name} (header at offset {third.offset:,})",
+          f"ends at {cut:,}", "incomplete download?")
+    assert_no_partial(out, want)
+    wnids = {m.name[:-4] for m in whole[:3]}
+    listed = [line.split()[0] for line in pristine.lists["train"].read_text().splitlines()]
+    got = [p for p in (out / "train").rglob("*") if p.is_file()]
+    assert len(got) == sum(rel.split("/")[1] in wnids for rel in listed) > 0
+    assert not (out / "train.csv").exists() and (out / "test.csv").exists()
+
+
+@pytest.mark.parametrize("strategy", ["seek", "stream"])
+@pytest.mark.parametrize("at", ["inside a member", "inside its padding"])
+def test_truncated_val_tar(manual, pristine, out, env, want, at, strategy):
+    """A cut inside a member of the flat val tar, or inside the zero padding after one (tar(1):
+    "Unexpected EOF"): the test split keeps the files before it, the padded one included."""
     tar = manual / VAL
     where = reference_members(pristine.val_tar, nested=False)
     listed = [line.split()[0].rsplit("/", 1)[1] for line in pristine.lists["test"].read_text().splitlines()]
-    name = listed[len(listed) // 2]
-    offset, size = where[("", name)]
-    cut = offset + size // 2
+    if at == "inside a member":
+        name = listed[len(listed) // 2]
+        offset, size = where[("", name)]
+        cut, subject = offset + size // 2, name
+    else:
+        rel, start, end = listed_with_padding(pristine, "test", "")
+        name = rel.rsplit("/", 1)[1]
+        offset, size = where[("", name)]
+        cut, subject = (start + end) // 2, f"the padding after {name}"
     tar.write_bytes(tar.read_bytes()[:cut])
     line = fails(build(manual, out, env, "--strategy", strategy), str(tar), "truncated",
-                 f"{name} (header at offset {offset - BLOCK:,})", f"ends at {cut:,}",
+                 f"{subject} (header at offset {offset - BLOCK:,})", f"ends at {cut:,}",
                  f"the official {VAL} is {OFFICIAL_SIZES[VAL]:,} bytes, this file {cut:,}")
     kept = sum(where[("", n)][0] + where[("", n)][1] <= cut for n in listed)
     assert f"the {kept:,} of {len(listed):,} listed files" in line and kept > 0
     assert_no_partial(out, want)
-    assert len([p for p in (out / "test").rglob("*") if p.is_file()]) == kept
+    extracted = [p.name for p in (out / "test").rglob("*") if p.is_file()]
+    assert len(extracted) == kept and (name in extracted) == (at == "inside its padding")
+    journaled = journal_path(out, "test").read_text()
+    assert all(f"/{n}\t" in journaled for n in extracted)  # a re-run keeps them
     assert not (out / "test.csv").exists() and (out / "train.csv").exists()
+
+
+@pytest.mark.parametrize("strategy", ["seek", "stream"])
+@pytest.mark.parametrize("which", [TRAIN, VAL])
+def test_tar_cut_at_a_member_boundary(manual, pristine, out, env, want, which, strategy):
+    """A download cut right after a member's padding reads as a whole, shorter tar (tar(1)
+    accepts it): the missing images are reported with the official size, which says why."""
+    tar = manual / which
+    if which == TRAIN:  # right after the third class tar
+        third = outer_members(tar)[2]
+        cut = padding_of(third.offset_data, third.size)[1]
+    else:  # right after a listed image's padding
+        cut = listed_with_padding(pristine, "test", "")[2]
+    tar.write_bytes(tar.read_bytes()[:cut])
+    line = fails(build(manual, out, env, "--strategy", strategy), "image(s)", "missing from",
+                 f"{which} (the official {which} is {OFFICIAL_SIZES[which]:,} bytes, this file"
+                 f" {cut:,}: an incomplete download?): ")
+    assert "truncated" not in line
+    assert ("named by ImageNet_LT_" in line) == (strategy == "seek")  # stream: found after the pass
+    assert_no_partial(out, want)
+
+
+@pytest.mark.parametrize("strategy", ["seek", "stream"])
+def test_class_tar_ending_inside_a_padding_is_corrupt(manual, out, env, want, strategy):
+    """A class tar, whole inside a whole train tar, that ends in the padding after its last
+    member: not a cut download but a corrupt archive; nothing in it is trusted."""
+    tar = manual / TRAIN
+    second = outer_members(tar)[1]
+    with tarfile.open(fileobj=io.BytesIO(tar.read_bytes()[second.offset_data:
+                                                           second.offset_data + second.size])) as t:
+        last = [m for m in t if m.isreg()][-1]
+    assert last.size % BLOCK
+    start, end = padding_of(last.offset_data, last.size)
+    rewrite_class_tar(tar, tar, 1, lambda data: data[:(start + end) // 2])
+    fails(build(manual, out, env, "--strategy", strategy), str(tar), "corrupt", second.name,
+          f"the padding after {second.name}: {last.name} (header at offset"
+          f" {second.offset_data + last.offset:,}) runs to byte", "past the end of its tar")
+    assert_no_partial(out, want)
+    assert not list(out.glob("*.csv")) and not list(out.rglob("*.ltx-part"))
 
 
 def test_corrupt_checksum_in_nested_tar(manual, out, env, want):
