@@ -11,7 +11,9 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from array import array
+from contextlib import closing, contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -133,22 +135,25 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
             spans.append((group, start, end))
     except Truncated as t:
         outer_cut = t
+    # closing(): an exception here (Ctrl-C, SIGTERM) must stop the workers now, not when the
+    # generator is collected, which may come after interpreter exit waits on them forever.
     try:
-        for span in _scan_spans(buf, reader, str(path), spans):
-            if span.error is not None:
-                raise span.error
-            if span.names:
-                names.extend(span.names)
-            offsets.extend(span.offsets)
-            sizes.extend(span.sizes)
-            groups.append(Group(span.group, span.start, span.end - span.start, len(span.offsets)))
-            if span.cut is not None:
-                if span.end <= reader.size:
-                    raise span.cut  # the class tar is whole but its members are not: corrupt
-                continue  # the class tar itself is cut: the outer walk reports where
-            if progress:
-                progress(span.end - done)
-                done = span.end
+        with closing(_scan_spans(buf, reader, str(path), spans)) as scanned:
+            for span in scanned:
+                if span.error is not None:
+                    raise span.error
+                if span.names:
+                    names.extend(span.names)
+                offsets.extend(span.offsets)
+                sizes.extend(span.sizes)
+                groups.append(Group(span.group, span.start, span.end - span.start, len(span.offsets)))
+                if span.cut is not None:
+                    if span.end <= reader.size:
+                        raise span.cut  # the class tar is whole but its members are not: corrupt
+                    continue  # the class tar itself is cut: the outer walk reports where
+                if progress:
+                    progress(span.end - done)
+                    done = span.end
         if outer_cut is not None:
             raise outer_cut
     except Truncated as t:
@@ -196,13 +201,8 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_quiet_worker, initargs=(os.getpid(),))
     try:
-        # Workers are forked with both signals blocked (one pending reaches this process after),
-        # so none can die of one, with a traceback, before it has set it to be ignored.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with _signals_held():
             results = pool.map(_scan_task, tasks)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for result in results:
             yield from result
     except BrokenProcessPool:
@@ -211,6 +211,26 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _shared = None
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the pool forks its workers and queues the tasks: raised in
+    the middle, they would leave workers waiting for tasks that nobody sends, and the exit
+    waiting on them. A worker forked meanwhile only notes such a signal, without a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only change in the main thread, where the CLI runs the scan
+        return
+    held: list[int] = []
+    before = {sig: signal.signal(sig, lambda n, _frame: held.append(n))
+              for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def _can_fork() -> bool:
@@ -223,7 +243,6 @@ def _quiet_worker(parent: int) -> None:
     (SIGKILL, the OOM killer) takes its workers with it: they would wait on its pipes forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the line above

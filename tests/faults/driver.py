@@ -6,7 +6,8 @@ disk, another process filling the disk) so each test hits the moment it names ev
 SPEC (comma-separated):
   kill:TARGET:N[:after]  SIGKILL this process on the Nth call of TARGET (before it runs, or after)
   slow:SECONDS           each file copy takes at least this long (a slow disk)
-  slowscan:SECONDS       each tar header takes this long to read (a slow disk, while indexing)
+  slowscan:SECONDS       each tar header takes this long to read (a slow disk, while indexing);
+                         the first one prints SCAN_STARTED on stderr
   parallel               class tars are scanned in worker processes however few there are
                          (faults in the scan then hit the workers)
   fill:PATH:WHEN         another process fills the file system holding PATH (with PATH itself)
@@ -27,6 +28,7 @@ from typing import Any, Callable
 from ltextract import base, cli, extract, indexfile, manifest, outdir, tarheader, tarindex, tarwalk
 
 _lock = threading.Lock()
+SCAN_STARTED = "driver: header scan started"
 
 
 def _die() -> None:
@@ -122,7 +124,12 @@ def install(spec: str) -> None:
         elif kind == "slowscan":
             delay_ = float(rest)
 
+            started = threading.Event()
+
             def slow_header(block: bytes) -> Any:
+                if not started.is_set():  # tests wait for this line, not for a guessed time
+                    started.set()
+                    print(SCAN_STARTED, file=sys.stderr, flush=True)
                 time.sleep(delay_)
                 return tarheader.parse_header(block)
             _every_header_parsed()

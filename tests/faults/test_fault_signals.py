@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from driver import SCAN_STARTED
 from fault_util import (assert_no_partial, build_args, completes, driver_cmd, fails, run_faulty,
                         temporaries)
 
@@ -49,6 +50,21 @@ def start_slow(spec: str, manual: Path, out: Path, env: dict) -> subprocess.Pope
                             text=True, env={**os.environ, **env})
 
 
+def wait_for_scan(proc: subprocess.Popen) -> None:
+    """Until the (slowed) header scan has begun: start-up takes long on a loaded machine."""
+    line = proc.stderr.readline()
+    assert line.strip() == SCAN_STARTED, line + proc.communicate()[1]
+    assert proc.poll() is None
+
+
+def wait_for_workers(proc: subprocess.Popen) -> None:
+    wait_for_scan(proc)
+    deadline = time.monotonic() + 30
+    while len(_session_members(proc.pid)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "no scan workers"
+        time.sleep(0.01)
+
+
 def wait_for_files(proc: subprocess.Popen, out: Path, n: int) -> None:
     deadline = time.monotonic() + 30
     while len(list(out.glob("train/*/*.JPEG"))) < n:
@@ -65,8 +81,7 @@ def test_sigint_sigterm_stop_quickly_and_clean_up(manual, out, env, want, sig, c
         wait_for_files(proc, out, 12)
     else:
         proc = start_slow("slowscan:0.02", manual, out, env)
-        time.sleep(1.0)  # python start-up, lists, then the (slowed) header scan
-        assert proc.poll() is None
+        wait_for_scan(proc)
     sent = time.monotonic()
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=10)
@@ -101,8 +116,7 @@ def test_signal_to_the_whole_group_during_a_parallel_scan(manual, out, env, sig,
     proc = subprocess.Popen(driver_cmd("parallel,slowscan:0.02", *build_args(manual, out)),
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
                             start_new_session=True)
-    time.sleep(1.0)
-    assert proc.poll() is None and len(_session_members(proc.pid)) > 1  # the workers are up
+    wait_for_workers(proc)
     sent = time.monotonic()
     os.killpg(proc.pid, sig)
     _, stderr = proc.communicate(timeout=10)
@@ -123,8 +137,7 @@ def test_scan_workers_die_with_a_killed_build(manual, out, env, want):
     proc = subprocess.Popen(driver_cmd("parallel,slowscan:0.02", *build_args(manual, out)),
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
                             start_new_session=True)
-    time.sleep(1.0)
-    assert proc.poll() is None and len(_session_members(proc.pid)) > 1
+    wait_for_workers(proc)
     proc.kill()
     proc.communicate(timeout=10)
     deadline = time.monotonic() + 5
