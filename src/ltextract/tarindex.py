@@ -5,25 +5,19 @@ absolute offset in the outer file, so extraction never opens the nested tars at 
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import multiprocessing
 import os
-import signal
-import sys
-import threading
 from array import array
-from contextlib import closing, contextmanager
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from ltextract import multipart
-from ltextract.base import OFFICIAL_SIZES, LtError, TarError, official_size_hint
+from ltextract.base import OFFICIAL_SIZES, TarError, official_size_hint
 from ltextract.tarheader import BLOCK, decode_name
 from ltextract.tarwalk import Buffer, Truncated, check_head, group_members, iter_groups
+from ltextract.workers import can_fork, fork_map
 
 FINGERPRINT_BYTES = 4096
 Progress = Optional[Callable[[int], None]]
@@ -182,7 +176,6 @@ PARALLEL_MIN_SPANS = 16
 #: flight (each one a storage round trip); beyond the cores they only help the cold case.
 SCAN_WORKERS = min(32, max(8, os.cpu_count() or 1))
 TASKS_PER_WORKER = 4  # contiguous runs of class tars per worker: evens out their sizes
-PR_SET_PDEATHSIG = 1  # prctl(2), Linux
 _shared: Optional[tuple[Buffer, multipart.ByteReader, str]] = None  # inherited by forked workers
 
 
@@ -190,7 +183,7 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
                 spans: list[tuple[str, int, int]]) -> Iterator[Span]:
     """The members of each span, in order; in forked worker processes when there are many."""
     workers = min(SCAN_WORKERS, len(spans))
-    if len(spans) < PARALLEL_MIN_SPANS or workers < 2 or not _can_fork():
+    if len(spans) < PARALLEL_MIN_SPANS or workers < 2 or not can_fork():
         for group, start, end in spans:
             yield _scan_span(buf, reader, where, group, start, end)
         return
@@ -198,55 +191,11 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
     _shared = (buf, reader, where)
     step = -(-len(spans) // (workers * TASKS_PER_WORKER))
     tasks = [spans[i:i + step] for i in range(0, len(spans), step)]
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_quiet_worker, initargs=(os.getpid(),))
     try:
-        with _signals_held():
-            results = pool.map(_scan_task, tasks)
-        for result in results:
+        for result in fork_map(_scan_task, tasks, workers, f"{where}: a header-scan"):
             yield from result
-    except BrokenProcessPool:
-        raise LtError(f"{where}: a header-scan worker process died (out of memory, or killed)")\
-            from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         _shared = None
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the pool forks its workers and queues the tasks: raised in
-    the middle, they would leave workers waiting for tasks that nobody sends, and the exit
-    waiting on them. A worker forked meanwhile only notes such a signal, without a traceback."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # handlers can only change in the main thread, where the CLI runs the scan
-        return
-    held: list[int] = []
-    before = {sig: signal.signal(sig, lambda n, _frame: held.append(n))
-              for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        if held:
-            signal.raise_signal(held[0])
-
-
-def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
-def _quiet_worker(parent: int) -> None:
-    """Ctrl-C, and a batch system's SIGTERM, reach the whole process group: the parent handles
-    them (and cancels what is queued); a worker finishes its task. A parent killed outright
-    (SIGKILL, the OOM killer) takes its workers with it: they would wait on its pipes forever."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the line above
-        os._exit(1)
 
 
 def _scan_task(spans: list[tuple[str, int, int]]) -> list[Span]:
