@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ltextract import links, multipart, sources
 from ltextract.extract import Job
+from ltextract.outdir import Folders
 from ltextract.synth import SynthSpec, make_manual_dir
 from lt_util import LAYOUTS, error_line, explode, out_files, reference_members, run_cli
 
@@ -225,9 +226,11 @@ def test_reflink_success_path_places_the_clone_without_notice(tmp_path, monkeypa
 
     monkeypatch.setattr(links.fcntl, "ioctl", fake_ioctl)
     notices: list[str] = []
-    placer = links.Placer(tmp_path / "out", "reflink", notices.append)
+    placer = links.Placer("reflink", notices.append)
     job = Job("val", "val/n0/src.JPEG", "n0", 0, src, 0, src.stat().st_size)
-    done = placer(job)
+    folders = Folders(tmp_path / "out")
+    done = placer(folders, job)
+    folders.close()
     final = tmp_path / "out" / job.rel
     assert calls and notices == [] and final.read_bytes() == src.read_bytes()
     assert done.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()

@@ -1,4 +1,4 @@
-"""The index scan in forked worker processes: the same outcome as in-process, and failures of
+"""The index scan in forked worker processes (workers.py): the same outcome as in-process, and failures of
 the workers themselves reported as one clear error."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import tarindex
+from ltextract import tarindex, workers
 from ltextract.base import LtError, TarError
 from ltextract.synth import SynthSpec, make_manual_dir
 from ltextract.tarheader import BLOCK, CHKSUM
@@ -74,3 +74,15 @@ def test_a_dead_scan_worker_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(LtError, match="header-scan worker process died") as e:
         tarindex.scan(syn.train_tar, True)
     assert "\n" not in str(e.value)
+
+
+def test_a_dead_worker_is_one_clear_error():
+    """The OOM killer taking a worker (here: it exits) ends the whole map with an LtError."""
+    def task(i: int) -> int:
+        if i == 3:
+            os._exit(1)
+        return i
+
+    with pytest.raises(LtError, match="^a test worker process died"):
+        list(workers.fork_map(task, list(range(8)), 2, "a test"))
+    assert list(workers.fork_map(lambda i: i * i, [1, 2, 3], 2, "a test")) == [1, 4, 9]  # usable again

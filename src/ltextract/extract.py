@@ -11,23 +11,24 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import multiprocessing
 import os
 import shutil
 import stat
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 
 from ltextract import stream
-from ltextract.base import LtError, TarError, unlink_quietly
-from ltextract.outdir import Done, Journal, ensure_dir, journal_path, read_journal_entries
+from ltextract.base import LtError, TarError
+from ltextract.outdir import (TMP_SUFFIX, Done, Folders, Journal, ensure_dir, journal_path,
+                              place_atomically, read_journal_entries)
+from ltextract.workers import can_fork, fork_map
 from ltextract.splits import SplitList
 from ltextract.tarindex import ArchiveIndex
 
-TMP_SUFFIX = ".ltx-part"
-BATCH = 64
+TASK_FILES = 256  # consecutive files per copy task: few round trips, one or two folders each
+PARALLEL_MIN_FILES = 1024  # fewer are copied in-process: forking would cost more than it saves
 BLOCK_SLACK = 4096  # per-file allowance for filesystem block rounding in the space check
 
 
@@ -157,18 +158,18 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
-def copy_one(src_fd: int, out: Path, job: Job) -> Done:
-    return write_one(out, job, os.pread(src_fd, job.size, job.offset))
+def copy_one(src_fd: int, folders: Folders, job: Job) -> Done:
+    return write_one(folders, job, os.pread(src_fd, job.size, job.offset))
 
 
-def write_one(out: Path, job: Job, data: bytes) -> Done:
+def write_one(folders: Folders, job: Job, data: bytes) -> Done:
     """Write a job's bytes (however they were read) to its final path atomically; a file up
     for re-check that still holds exactly these bytes is kept as it is (no write, no rename)."""
     if 0 <= job.size != len(data):  # -1: a stream's job, sized as it is read
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
     digest = hashlib.sha256(data).hexdigest()
-    if job.recheck is not None and job.recheck.sha256 == digest and _still_there(out, job.recheck):
+    if job.recheck is not None and job.recheck.sha256 == digest and _still_there(folders, job.recheck):
         return replace(job.recheck, rechecked=True)
 
     def fill(fd: int) -> None:
@@ -176,89 +177,79 @@ def write_one(out: Path, job: Job, data: bytes) -> Done:
         while view:
             view = view[os.write(fd, view):]
 
-    return Done(job.rel, len(data), place_atomically(out / job.rel, fill), digest)
+    return Done(job.rel, len(data), place_atomically(folders, job.rel, fill), digest)
 
 
-def _still_there(out: Path, done: Done) -> bool:
+def _still_there(folders: Folders, done: Done) -> bool:
     """The candidate is unchanged now, not only when the build planned (a moment ago)."""
     try:
-        return unchanged(os.lstat(out / done.rel), done)
+        return unchanged(folders.lstat(done.rel), done)
     except FileNotFoundError:
         return False
 
 
-def place_atomically(final: Path, fill: Callable[[int], None]) -> int:
-    """Create `final` through a temporary name in its folder; `fill(fd)` writes the content.
-    Returns the file's mtime_ns for the journal."""
-    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        fill(fd)
-        mtime_ns = os.fstat(fd).st_mtime_ns
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, final)
-    except BaseException as e:
-        if fd >= 0:
-            os.close(fd)
-        unlink_quietly(tmp)
-        if isinstance(e, OSError) and not e.filename:  # write() errors do not say where
-            e.filename = str(final)
-        raise
-    return mtime_ns
+Place = Callable[[Folders, Job], Done]
 
 
 def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int], None],
-              place: Optional[Callable[[Job], Done]] = None) -> Iterator[Done]:
-    """Copy in offset order with a few reads in flight; yields each finished file.
+              place: Optional[Place] = None) -> Iterator[list[Done]]:
+    """Copy in offset order, in tasks of consecutive files spread over forked worker processes
+    (several reads in flight, no GIL between them); yields each task's finished files.
 
     `place` handles sources of many files (trees, class tars): it opens each job's file itself.
     """
     ordered = sorted(todo, key=lambda j: (str(j.tar), j.offset))
-    batches = [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
-    stop = threading.Event()
+    tasks = [(i, min(i + TASK_FILES, len(ordered))) for i in range(0, len(ordered), TASK_FILES)]
+    stop = multiprocessing.Value("b", 0, lock=False)  # shared with the workers: set, they stop
     fds: dict[Path, int] = {}
+    folders = Folders(out)
     for tar in {j.tar for j in todo} if place is None else ():
         fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
         if hasattr(os, "posix_fadvise"):  # read what is asked, not the neighbours too
             os.posix_fadvise(fds[tar], 0, 0, os.POSIX_FADV_RANDOM)
 
-    def run(batch: list[Job]) -> list[Done]:
+    def run(task: tuple[int, int]) -> list[Done]:
         finished = []
-        for job in batch:
-            if stop.is_set():
+        for job in ordered[task[0]:task[1]]:
+            if stop.value:
                 break
-            finished.append(place(job) if place else copy_one(fds[job.tar], out, job))
+            finished.append(place(folders, job) if place else copy_one(fds[job.tar], folders, job))
         return finished
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-copy")
+    parallel = workers > 1 and len(ordered) >= PARALLEL_MIN_FILES and can_fork()
+    results = fork_map(run, tasks, workers, f"{out}: a copy") if parallel else map(run, tasks)
     try:
-        for finished in pool.map(run, batches):
-            yield from finished
+        for finished in results:
+            yield finished
             progress(sum(d.size for d in finished))
     except OSError as e:
         raise LtError(write_error(out, e)) from None
     finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop.value = 1
+        if parallel:
+            results.close()  # waits for the tasks in flight, which see `stop`
+        folders.close()
         for fd in fds.values():
             os.close(fd)
 
 
 def stream_jobs(out: Path, f: BinaryIO, label: str, nested: bool, todo: list[Job], workers: int,
                 progress: Callable[[int], None], size: Optional[int],
-                on_cut: Callable[[str], None]) -> Iterator[Done]:
+                on_cut: Callable[[str], None]) -> Iterator[list[Done]]:
     """Copy `todo` in one sequential pass over the tar `f` (the stream strategy). A tar that
     ends early ends the copy after the files before the cut; `on_cut` hears why."""
+    folders = Folders(out)
     try:
         for d in stream.stream_copy(f, label, nested, stream_wanted(todo, nested),
-                                     functools.partial(write_one, out), workers, size):
-            yield d
+                                     functools.partial(write_one, folders), workers, size):
+            yield [d]
             progress(d.size)
     except stream.Cut as e:
         on_cut(str(e))
     except OSError as e:
         raise LtError(write_error(out, e)) from None
+    finally:
+        folders.close()
 
 
 def write_error(out: Path, e: OSError) -> str:
@@ -303,13 +294,21 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
 
 def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> None:
     """Files an earlier build wrote for a different list; files we did not write are left."""
-    for rel, done in journal.items():
-        if rel not in listed and _still_there(out, done):
-            os.unlink(out / rel)
+    gone = [done for rel, done in journal.items() if rel not in listed]
+    if not gone:
+        return
+    folders = Folders(out)
+    try:
+        for done in gone:
+            if _still_there(folders, done):
+                folder, name = done.rel.rsplit("/", 1)
+                os.unlink(name, dir_fd=folders.fd(folder))
+    finally:
+        folders.close()
 
 
-def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[str, dict[str, Done]]:
-    """Journal each copied file under its split; returns every split's finished files (then
+def record(out: Path, works: list[SplitWork], copied: Iterable[list[Done]]) -> dict[str, dict[str, Done]]:
+    """Journal each batch of copied files under their splits; returns every split's finished files (then
     `check_complete`, unless the tar is known to be cut)."""
     done = {w.split: {d.rel: d for d in w.kept} for w in works}
     journals: dict[str, Journal] = {}
@@ -318,10 +317,13 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[Done]) -> dict[st
             for w in works:
                 journals[w.split] = Journal(out, w.split, w.identity, w.kept,
                                             [j.recheck for j in w.todo if j.recheck])
-            for d in copied:
-                split = d.rel.split("/", 1)[0]
-                journals[split].add(d)
-                done[split][d.rel] = d
+            for batch in copied:
+                for d in batch:
+                    split = d.rel.split("/", 1)[0]
+                    journals[split].add(d)
+                    done[split][d.rel] = d
+                for journal in journals.values():
+                    journal.flush()
         finally:
             for journal in journals.values():
                 journal.close()

@@ -8,16 +8,16 @@ and falls back to a plain copy elsewhere.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import multiprocessing
 import os
-import threading
-from pathlib import Path
 from typing import Callable
 
-from ltextract.base import LtError, sha256_of, unlink_quietly
-from ltextract.extract import TMP_SUFFIX, Job, copy_one, place_atomically
-from ltextract.outdir import Done
+from ltextract.base import LtError, sha256_of
+from ltextract.extract import Job, copy_one
+from ltextract.outdir import TMP_SUFFIX, Done, Folders, place_atomically
 
 MODES = ("copy", "hardlink", "reflink", "symlink")
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -31,43 +31,47 @@ class _CannotClone(Exception):
 
 
 class Placer:
-    """Callable per job, safe from many threads; `notice` hears once that reflink fell back."""
+    """Callable per job, safe from many threads and forked workers; `notice` hears once that
+    reflink fell back."""
 
-    def __init__(self, out: Path, mode: str, notice: Callable[[str], None]):
+    def __init__(self, mode: str, notice: Callable[[str], None]):
         if mode not in MODES:
             raise ValueError(mode)
-        self.out, self.mode, self.notice = out, mode, notice
-        self._fell_back = False
-        self._lock = threading.Lock()
+        self.mode, self.notice = mode, notice
+        self._fell_back = multiprocessing.Value("b", 0)  # shared with forked copy workers
 
-    def __call__(self, job: Job) -> Done:
+    def __call__(self, folders: Folders, job: Job) -> Done:
         src_fd = os.open(job.tar, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if self.mode == "copy" or job.offset or (self.mode == "reflink" and self._fell_back):
-                return copy_one(src_fd, self.out, job)  # members of class tars are always copied
+            if self.mode == "copy" or job.offset or (self.mode == "reflink" and self._fell_back.value):
+                return copy_one(src_fd, folders, job)  # members of class tars are always copied
             if self.mode == "reflink":
-                return self._reflink(src_fd, job)
-            final = self.out / job.rel
+                return self._reflink(src_fd, folders, job)
             digest = sha256_of(src_fd, job.size)
         finally:
             os.close(src_fd)
-        tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
-        unlink_quietly(tmp)
+        folder, name = job.rel.rsplit("/", 1)
+        dir_fd = folders.fd(folder)
+        tmp = f".{name}{TMP_SUFFIX}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
         try:
             if self.mode == "hardlink":
-                os.link(os.path.realpath(job.tar), tmp)  # link() itself would link a symlink
+                os.link(os.path.realpath(job.tar), tmp, dst_dir_fd=dir_fd)  # not the link itself
             else:
-                os.symlink(os.path.abspath(job.tar), tmp)
-            os.replace(tmp, final)
+                os.symlink(os.path.abspath(job.tar), tmp, dir_fd=dir_fd)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as e:
-            unlink_quietly(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
             if self.mode == "hardlink" and e.errno == errno.EXDEV:
                 raise LtError(f"--link hardlink needs OUT on the same filesystem as {job.tar};"
                               " use --link reflink or copy") from None
+            e.filename = str(folders.out / job.rel)
             raise
-        return Done(job.rel, job.size, os.lstat(final).st_mtime_ns, digest)
+        return Done(job.rel, job.size, folders.lstat(job.rel).st_mtime_ns, digest)
 
-    def _reflink(self, src_fd: int, job: Job) -> Done:
+    def _reflink(self, src_fd: int, folders: Folders, job: Job) -> Done:
         def clone(fd: int) -> None:
             try:
                 fcntl.ioctl(fd, FICLONE, src_fd)
@@ -77,15 +81,15 @@ class Placer:
                 raise
 
         try:
-            mtime_ns = place_atomically(self.out / job.rel, clone)
+            mtime_ns = place_atomically(folders, job.rel, clone)
         except _CannotClone as e:
             self._fall_back(e.error)
-            return copy_one(src_fd, self.out, job)
+            return copy_one(src_fd, folders, job)
         return Done(job.rel, job.size, mtime_ns, sha256_of(src_fd, job.size))
 
     def _fall_back(self, e: OSError) -> None:
-        with self._lock:
-            if self._fell_back:
+        with self._fell_back.get_lock():
+            if self._fell_back.value:
                 return
-            self._fell_back = True
+            self._fell_back.value = 1
         self.notice(f"reflink is not supported here ({os.strerror(e.errno or 0)}); copying instead")

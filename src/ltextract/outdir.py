@@ -8,21 +8,26 @@ until their bytes are re-checked against this one (so a killed re-check run lose
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import re
 import stat
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, TextIO
+from typing import Callable, Iterable, Optional, TextIO
 
 from ltextract.base import LtError, unlink_quietly
 from ltextract.tarindex import ArchiveIndex, fingerprint
 
 STATE_DIR = ".ltextract"
+TMP_SUFFIX = ".ltx-part"  # ".<name>.ltx-part": a file on its way to <name>
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,9 @@ class Done:
     sha256: str
     #: kept without rewriting: journaled against another source, its bytes read and found equal
     rechecked: bool = field(default=False, compare=False)
+
+    def __reduce__(self) -> tuple:  # from copy workers: a third of the default's pickling time
+        return (Done, (self.rel, self.size, self.mtime_ns, self.sha256, self.rechecked))
 
 
 # --- the output folder ------------------------------------------------------------------
@@ -105,6 +113,95 @@ def ensure_dir(path: Path) -> None:
         raise LtError(f"{path} exists and is not a folder")
 
 
+class Folders:
+    """OUT's folders, held open: files are created relative to them (openat), so no path is
+    walked per file and a link swapped in for a folder during a build is refused, not followed.
+
+    Each thread keeps its own few open, so none is closed under another thread's feet; forked
+    copy workers inherit them. `close` once every thread is done."""
+
+    KEEP = 8  # a copy task or a stream writes into one or two class folders at a time
+
+    def __init__(self, out: Path):
+        self.out = out
+        self._root = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._local = threading.local()
+        self._caches: list[dict[str, int]] = []
+        self._lock = threading.Lock()
+
+    def fd(self, folder: str) -> int:
+        """The open folder OUT/`folder` ("train/n01440764")."""
+        cache = getattr(self._local, "fds", None)
+        if cache is None:
+            cache = self._local.fds = {}
+            with self._lock:
+                self._caches.append(cache)
+        fd = cache.pop(folder, -1)  # re-inserted below: the dict's order is least recent first
+        if fd < 0:
+            if len(cache) >= self.KEEP:
+                os.close(cache.pop(next(iter(cache))))
+            fd = self._open(folder)
+        cache[folder] = fd
+        return fd
+
+    def _open(self, folder: str) -> int:
+        fd = os.dup(self._root)
+        try:
+            for depth, part in enumerate(folder.split("/")):
+                try:
+                    sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    path = self.out.joinpath(*folder.split("/")[:depth + 1])
+                    if path.is_symlink():
+                        raise LtError(f"{path} is a symlink; ltextract never writes through links"
+                                      " (remove it)") from None
+                    e.filename = str(path)
+                    raise
+                os.close(fd)
+                fd = sub
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def lstat(self, rel: str) -> os.stat_result:
+        folder, name = rel.rsplit("/", 1)
+        return os.stat(name, dir_fd=self.fd(folder), follow_symlinks=False)
+
+    def close(self) -> None:
+        for cache in self._caches:
+            for fd in cache.values():
+                os.close(fd)
+            cache.clear()
+        os.close(self._root)
+
+
+def place_atomically(folders: Folders, rel: str, fill: Callable[[int], None]) -> int:
+    """Create OUT/`rel` through a temporary name in its folder, renamed once `fill(fd)` has
+    written the content, so a final path never holds partial data. Returns its mtime_ns."""
+    folder, name = rel.rsplit("/", 1)
+    dir_fd = folders.fd(folder)
+    tmp = f".{name}{TMP_SUFFIX}"
+    fd = -1
+    try:
+        fd = os.open(tmp, _NEW_FILE, 0o644, dir_fd=dir_fd)
+        fill(fd)
+        mtime_ns = os.fstat(fd).st_mtime_ns
+        os.close(fd)
+        fd = -2  # closed, still to be renamed
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException as e:
+        if fd >= 0:
+            os.close(fd)
+        if fd != -1:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+        if isinstance(e, OSError):  # name the file the user asked for, not our temporary
+            e.filename = str(folders.out / rel)
+        raise
+    return mtime_ns
+
+
 # --- journal ----------------------------------------------------------------------------
 
 def journal_path(out: Path, split: str) -> Path:
@@ -171,11 +268,14 @@ class Journal:
         except BaseException:
             unlink_quietly(tmp)
             raise
-        # line-buffered: a killed run loses at most the lines of the files in flight
-        self.file = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, "a", buffering=1)
+        self.file = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, "a")
 
     def add(self, done: Done) -> None:
         self.file.write(_journal_line(done))
+
+    def flush(self) -> None:
+        """After each batch of files: a killed run loses at most the lines of the batch in hand."""
+        self.file.flush()
 
     def close(self) -> None:
         self.file.close()

@@ -5,10 +5,11 @@ The CLI checks options and picks sources and strategies; this runs them under th
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from ltextract import extract, indexfile, links, manifest, multipart, outdir, shards, sources, stream, tarindex
 from ltextract.base import TarError, official_size_hint
@@ -38,6 +39,9 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
     out, srcs, how, link, workers = req.out, req.srcs, req.how, req.link, req.workers
     outdir.prepare_out(out)
     with outdir.OutLock(out), contextlib.ExitStack() as stack:
+        if gc.isenabled():  # ~10 records per listed file, all kept to the end: collections would
+            gc.disable()    # re-scan them again and again (a tenth of a build) and find no garbage
+            stack.callback(gc.enable)
         outdir.remove_stale_temps(out)
         lists = load_lists(req.splits, splits_dir=req.splits_dir, split_urls=req.split_urls, warn=warn)
         for split, sl in lists.items():
@@ -65,13 +69,14 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         cut = {s for s in lists if TOP[s] in damage}
         work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists, partial=cut)
         # one Placer per mode, so a reflink fallback is announced once per run
-        placers = {mode: links.Placer(out, mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
+        placers = {mode: links.Placer(mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
         place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
                  if s.kind not in sources.INDEXED + ("stdin",)}
         for top, s in srcs.items():
             if s.kind == "multipart":
                 reader = stack.enter_context(contextlib.closing(multipart.PartsReader(s.path)))
-                place[top] = lambda job, r=reader: extract.write_one(out, job, r.read(job.offset, job.size))
+                place[top] = lambda folders, job, r=reader: extract.write_one(
+                    folders, job, r.read(job.offset, job.size))
         records: dict[str, Any] = {}
         for top, src in srcs.items():
             done, why = copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
@@ -96,7 +101,7 @@ def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False,
 
 def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
                 lists: dict[str, SplitList], workers: int, quiet: bool,
-                place: Optional[Callable[[extract.Job], outdir.Done]], link: str,
+                place: Optional[extract.Place], link: str,
                 damage: str = "") -> tuple[dict[str, Any], str]:
     """Copy every split served by one source (one pass for train and val), then write those
     splits' manifests; returns their records and why the tar is truncated, if it is (the index

@@ -8,15 +8,16 @@ SPEC (comma-separated):
   slow:SECONDS           each file copy takes at least this long (a slow disk)
   slowscan:SECONDS       each tar header takes this long to read (a slow disk, while indexing);
                          the first one prints SCAN_STARTED on stderr
-  parallel               class tars are scanned in worker processes however few there are
-                         (faults in the scan then hit the workers)
+  parallel               class tars are scanned, and files copied, in worker processes however
+                         few there are, a few files per copy task (faults then hit the workers;
+                         a kill in a copy worker kills the whole build, as a power cut would)
   fill:PATH:WHEN         another process fills the file system holding PATH (with PATH itself)
                          at WHEN: journal | copy:N | manifest
 TARGET is one of the names in TARGETS below.
 """
 from __future__ import annotations
 
-import itertools
+import multiprocessing
 import os
 import signal
 import sys
@@ -27,27 +28,43 @@ from typing import Any, Callable
 
 from ltextract import base, cli, extract, indexfile, manifest, outdir, tarheader, tarindex, tarwalk
 
-_lock = threading.Lock()
 SCAN_STARTED = "driver: header scan started"
+BUILD = os.getpid()  # the build's own process; copy and scan workers are forked from it
 
 
-def _die() -> None:
+def _die(build: bool = True) -> None:
+    """SIGKILL the build (from a copy worker too: the parent first, its workers follow), or,
+    with `build` False, only this process (a scan worker the build should survive)."""
     sys.stderr.flush()
+    if build and os.getpid() != BUILD:
+        os.kill(BUILD, signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _counted(fn: Callable, n: int, after: bool, when: Callable[..., bool] = lambda *a: True):
-    calls = itertools.count(1)
+class _Count:
+    """Calls counted across the build and the workers it forks later (shared memory)."""
+
+    def __init__(self) -> None:
+        self.value = multiprocessing.Value("q", 0)
+
+    def next(self) -> int:
+        with self.value.get_lock():
+            self.value.value += 1
+            return self.value.value
+
+
+def _counted(fn: Callable, n: int, after: bool, when: Callable[..., bool] = lambda *a: True,
+             build: bool = True):
+    calls = _Count()
 
     def wrapper(*args: Any, **kw: Any) -> Any:
         if when(*args):
-            with _lock:
-                hit = next(calls) == n
+            hit = calls.next() == n
             if hit and not after:
-                _die()
+                _die(build)
             result = fn(*args, **kw)
             if hit:
-                _die()
+                _die(build)
             return result
         return fn(*args, **kw)
     return wrapper
@@ -66,12 +83,10 @@ class _Os(types.ModuleType):
 
 def _half_write(n: int) -> Callable:
     """os.write that, on the Nth call, writes half of its buffer and then dies."""
-    calls = itertools.count(1)
+    calls = _Count()
 
     def write(fd: int, data: Any) -> int:
-        with _lock:
-            hit = next(calls) == n
-        if hit:
+        if calls.next() == n:
             os.write(fd, bytes(data[: max(1, len(data) // 2)]))
             _die()
         return os.write(fd, data)
@@ -96,7 +111,7 @@ def install(spec: str) -> None:
             n_ = int(n)
             if target == "parse_header":  # inside the index scan
                 _every_header_parsed()
-                tarwalk.parse_header = _counted(tarheader.parse_header, n_, bool(after))
+                tarwalk.parse_header = _counted(tarheader.parse_header, n_, bool(after), build=False)
             elif target == "index_save":  # scan done, cache not yet written
                 indexfile.save = _counted(indexfile.save, n_, bool(after))
             elif target == "index_rename":  # the cache index written, not yet renamed
@@ -104,7 +119,7 @@ def install(spec: str) -> None:
             elif target == "file_write":  # a temporary file half written
                 extract.os = _Os(write=_half_write(n_))
             elif target == "file_rename":  # a temporary file whole, not yet renamed
-                extract.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
+                outdir.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
             elif target == "journal_add":  # renamed, not yet journaled
                 outdir.Journal.add = _counted(outdir.Journal.add, n_, bool(after))
             elif target == "manifest_rename":  # a manifest/list/metadata temp file whole
@@ -136,6 +151,8 @@ def install(spec: str) -> None:
             tarwalk.parse_header = slow_header
         elif kind == "parallel":
             tarindex.PARALLEL_MIN_SPANS = 1
+            extract.PARALLEL_MIN_FILES = 1
+            extract.TASK_FILES = 4
         elif kind == "fill":
             path, when = rest.split(":", 1)
             _fill_at(path, when)
@@ -157,12 +174,11 @@ def _fill_at(path: str, when: str) -> None:
         return
     n = int(when.split(":")[1])
     copy = extract.copy_one
-    calls = itertools.count(1)
+    calls = _Count()
 
     def filling_copy(*args: Any) -> Any:
-        with _lock:
-            if next(calls) == n:
-                _fill(path)
+        if calls.next() == n:
+            _fill(path)
         return copy(*args)
     extract.copy_one = filling_copy
 

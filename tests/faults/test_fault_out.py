@@ -75,3 +75,27 @@ def test_two_builds_at_once(manual, out, env, want):
     assert first.returncode == 0, stderr
     assert_no_partial(out, want)
     completes(manual, out, env)  # and the lock is free again
+
+
+@pytest.mark.parametrize("spec", ["slow:0.05", "parallel,slow:0.05"])
+def test_folder_swapped_for_a_symlink_during_the_build(tmp_path, manual, out, env, want, spec):
+    """Files are created relative to open folders (openat, no link followed): a class folder
+    replaced by a link while the build runs stops it, and nothing lands where the link points."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.Popen(driver_cmd(spec, *build_args(manual, out)), stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **env})
+    deadline = time.monotonic() + 30
+    while not list(out.glob("train/*/*.JPEG")):
+        assert proc.poll() is None and time.monotonic() < deadline, "build ended too early"
+        time.sleep(0.01)
+    last = sorted((out / "train").iterdir())[-1]  # copied last: its folder is not open yet
+    last.rename(tmp_path / "moved")
+    last.symlink_to(elsewhere, target_is_directory=True)
+    _, stderr = proc.communicate(timeout=60)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+    fails(r, str(last), "is a symlink", "never writes through links")
+    assert list(elsewhere.iterdir()) == []
+    last.unlink()
+    completes(manual, out, env)
+    assert_no_partial(out, want)

@@ -14,7 +14,7 @@ import pytest
 
 from ltextract import extract
 from ltextract.base import LtError
-from ltextract.outdir import Done
+from ltextract.outdir import Done, Folders
 from fault_util import SPLITS, assert_no_partial, build, completes, fails, run_faulty
 from lt_util import explode, reference_members
 
@@ -192,15 +192,17 @@ def _journaled(out: Path, data: bytes) -> Done:
 def test_write_one_keeps_only_an_unchanged_equal_file(tmp_path):
     done = _journaled(tmp_path, b"same bytes")
     ino = (tmp_path / done.rel).stat().st_ino
-    kept = extract.write_one(tmp_path, _job(tmp_path, b"same bytes", done), b"same bytes")
+    folders = Folders(tmp_path)
+    kept = extract.write_one(folders, _job(tmp_path, b"same bytes", done), b"same bytes")
     assert kept == done and kept.rechecked and (tmp_path / done.rel).stat().st_ino == ino
 
-    other = extract.write_one(tmp_path, _job(tmp_path, b"new! bytes", done), b"new! bytes")
+    other = extract.write_one(folders, _job(tmp_path, b"new! bytes", done), b"new! bytes")
     assert not other.rechecked and (tmp_path / done.rel).read_bytes() == b"new! bytes"
 
     done = _journaled(tmp_path, b"same bytes")
     (tmp_path / done.rel).write_bytes(b"changed after planning")  # between pending and write_one
-    again = extract.write_one(tmp_path, _job(tmp_path, b"same bytes", done), b"same bytes")
+    again = extract.write_one(folders, _job(tmp_path, b"same bytes", done), b"same bytes")
+    folders.close()
     assert not again.rechecked and (tmp_path / done.rel).read_bytes() == b"same bytes"
     assert not list((tmp_path / "train" / "n0").glob(".*"))  # no temporary left
 
