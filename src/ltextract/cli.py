@@ -129,7 +129,7 @@ def choose_strategy(strategy: str, src: sources.Source) -> str:
               " stream: one sequential pass (spinning disks, network filesystems, pipes);"
               " auto: from the device and filesystem of each tar.")
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
-              help="Reads and writes in flight.")
+              help="Copy worker processes (seek) or writer threads (stream): reads and writes in flight.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="folders", show_default=True,
               help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards.")
 @click.option("--shard-size", default="1GB", show_default=True, metavar="SIZE|Nfiles",
