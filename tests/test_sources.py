@@ -5,6 +5,9 @@ import fcntl
 import hashlib
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -33,8 +36,17 @@ def env(tmp_path):
     return {"LTEXTRACT_CACHE_DIR": str(tmp_path / "cache")}
 
 
-def build(manual, lists, out, env, *extra):
-    return run_cli("build", "--manual-dir", manual, "--splits-dir", lists, "--out", out, *extra, env=env)
+DRIVER = Path(__file__).parent / "faults" / "driver.py"
+
+
+def build(manual, lists, out, env, *extra, copy="in-process"):
+    """`copy="workers"`: through the fault driver's `parallel`, so even these few files are
+    copied by forked worker processes, a few per task."""
+    args = ("build", "--manual-dir", manual, "--splits-dir", lists, "--out", out, *extra)
+    if copy == "in-process":
+        return run_cli(*args, env=env)
+    return subprocess.run([sys.executable, str(DRIVER), "parallel", "--", *map(str, args)],
+                          capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +59,12 @@ def reference(syn, lists, tmp_path_factory):
     return out_files(out)
 
 
+@pytest.mark.parametrize("copy", ["in-process", "workers"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_every_source_builds_the_same_out(layout, syn, lists, reference, tmp_path, env):
+def test_every_source_builds_the_same_out(layout, copy, syn, lists, reference, tmp_path, env):
     manual = explode(syn, tmp_path / "manual", layout)
     out = tmp_path / "out"
-    r = build(manual, lists, out, env)
+    r = build(manual, lists, out, env, copy=copy)
     assert r.returncode == 0, r.stderr
     kind = layout if layout in ("class-tars", "multipart") else "tree"
     said = {"class-tars": "folder of class tars", "multipart": "tar in 4 parts"}.get(kind, "folder of wnid folders")
@@ -75,11 +88,12 @@ def can_clone(folder) -> bool:
             return False
 
 
+@pytest.mark.parametrize("copy", ["in-process", "workers"])
 @pytest.mark.parametrize("mode", ["hardlink", "symlink", "reflink"])
-def test_link_modes(mode, syn, lists, reference, tmp_path, env):
+def test_link_modes(mode, copy, syn, lists, reference, tmp_path, env):
     manual = explode(syn, tmp_path / "manual", "tree")
     out = tmp_path / "out"
-    r = build(manual, lists, out, env, "--link", mode, "--json")
+    r = build(manual, lists, out, env, "--link", mode, "--json", copy=copy)
     assert r.returncode == 0, r.stderr
     assert out_files(out) == reference
     for split, top in (("train", "train"), ("val", "train"), ("test", "val")):
