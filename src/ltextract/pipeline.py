@@ -129,8 +129,8 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
         extract.check_complete(works, done, hint)
     records = {}
     for w in works:
-        rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs
-                if (d := done[w.split].get(j.rel))]
+        finished = done[w.split].get
+        rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs if (d := finished(j.rel))]
         rechecked = sum(d.rechecked for d in done[w.split].values())
         record = {"files": len(rows), "bytes": sum(r.size for r in rows),
                   "copied": len(w.todo) - rechecked, "kept": len(w.kept), "kept_rechecked": rechecked,
