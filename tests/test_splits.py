@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from ltextract import fetch
 from ltextract.base import FetchError, ListError, wnids
-from ltextract.splits import (PINS, SPLITS, TOP, Entry, Pin, SplitList, check_split, check_totals,
-                              load_lists, parse_list)
+from ltextract.splits import (PINS, SPLITS, TOP, Entry, Pin, SplitList, _parse_clean, _parse_lines,
+                              check_split, check_totals, load_lists, parse_list)
 
 W = wnids()
 GOOD = ("train/n01440764/n01440764_190.JPEG 0\n"
@@ -238,6 +238,32 @@ def test_round_trip(top, rows, eol, final_eol):
     entries = parse_list(text.encode(), "R.txt")
     assert [(e.top, e.wnid, e.file, e.label, e.line) for e in entries] == [
         (top, W[i], name, i, n) for n, (i, name) in enumerate(rows, 1)]
+
+
+# lines that are fine alone, and faults that show only across lines (duplicates, labels, tops)
+_line = st.one_of(
+    st.builds(lambda top, i, name, ok, gap, cr: f"{top}/{W[i]}/{name}{gap}{i if ok else (i + 1) % 1000}{cr}",
+              st.sampled_from(["train", "val"]), st.integers(0, 2), st.sampled_from(["a.JPEG", "b,c", "a"]),
+              st.booleans(), st.sampled_from([" ", "\t", " \t"]), st.sampled_from(["", "\r"])),
+    st.sampled_from(["", " ", "train/n01440764/a.JPEG", "train/n01440764/a.JPEG 0 0", "x" * 1100]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_line, max_size=8), st.booleans())
+def test_whole_list_check_agrees_with_line_by_line(lines, final_eol):
+    """The column-wise check returns exactly the line-by-line result, or leaves the list to it."""
+    text = "\n".join(lines) + ("\n" if final_eol and lines else "")
+    split = text.split("\n")
+    if split[-1] == "":
+        split.pop()
+    try:
+        slow = _parse_lines(split, "F.txt")
+    except ListError:
+        slow = None
+    fast = _parse_clean(text, split)
+    assert fast == slow or fast is None
+    if slow is not None and all(line.strip() for line in split):
+        assert fast == slow  # a list without faults never takes the slow path
 
 
 # --- check_split / check_totals --------------------------------------------------------------
