@@ -32,7 +32,7 @@ PARALLEL_MIN_FILES = 1024  # fewer are copied in-process: forking would cost mor
 BLOCK_SLACK = 4096  # per-file allowance for filesystem block rounding in the space check
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs 4x, and a build makes one per listed file
 class Job:
     split: str
     rel: str  # "<split>/<wnid>/<file>", relative to OUT
@@ -63,18 +63,18 @@ def plan_located(lists: dict[str, SplitList], where: dict[str, dict[tuple[str, s
     jobs: dict[str, list[Job]] = {}
     for split, sl in lists.items():
         top = sl.entries[0].top
-        found = where[top]
-        missing = [e for e in sl.entries if (e.wnid, e.file) not in found]
-        if missing and top in partial:
-            jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label,
-                               *found[(e.wnid, e.file)]) for e in sl.entries if (e.wnid, e.file) in found]
-            continue
-        if missing:
-            first = ", ".join(e.path for e in missing[:5])
-            raise LtError(f"{len(missing):,} image(s) named by {Path(sl.source).name} are missing from"
-                          f" {source_names[top]}: {first}{' …' if len(missing) > 5 else ''}")
-        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label,
-                           *found[(e.wnid, e.file)]) for e in sl.entries]
+        found = where[top].get
+        located = [found((e.wnid, e.file)) for e in sl.entries]
+        pairs = zip(sl.entries, located)
+        if None in located:
+            if top not in partial:
+                missing = [e for e, at in zip(sl.entries, located) if at is None]
+                first = ", ".join(e.path for e in missing[:5])
+                raise LtError(f"{len(missing):,} image(s) named by {Path(sl.source).name} are missing from"
+                              f" {source_names[top]}: {first}{' …' if len(missing) > 5 else ''}")
+            pairs = ((e, at) for e, at in pairs if at is not None)
+        jobs[split] = [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, at[0], at[1], at[2])
+                       for e, at in pairs]
     return jobs
 
 
@@ -83,15 +83,16 @@ def plan_unindexed(split: str, sl: SplitList, tar: Path) -> list[Job]:
     return [Job(split, f"{split}/{e.wnid}/{e.file}", e.wnid, e.label, tar, -1, -1) for e in sl.entries]
 
 
-def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
-    """(wnid, file) -> (offset, size). Nested tars hold class tars named <wnid>.tar; a flat
+def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[Path, int, int]]:
+    """(wnid, file) -> (tar, offset, size). Nested tars hold class tars named <wnid>.tar; a flat
     tar (val) holds every file at top level, so its wnid comes from the list."""
     by_group: dict[str, dict[bytes, tuple[str, str]]] = {}  # group -> raw name -> key
     for wnid, file in keys:
         group = f"{wnid}.tar" if index.nested else ""
         by_group.setdefault(group, {})[file.encode("utf-8", "surrogateescape")] = (wnid, file)
-    found: dict[tuple[str, str], tuple[int, int]] = {}
+    found: dict[tuple[str, str], tuple[Path, int, int]] = {}
     names = index.names.split(b"\n")
+    tar, offsets, sizes = index.path, index.offsets, index.sizes
     first = 0
     for group in index.groups:
         wanted = by_group.get(group.name)
@@ -99,7 +100,7 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
             for i, name in enumerate(names[first:first + group.count], first):
                 key = wanted.get(name)
                 if key is not None:
-                    found[key] = (index.offsets[i], index.sizes[i])  # the last copy wins, as in tar
+                    found[key] = (tar, offsets[i], sizes[i])  # the last copy wins, as in tar
         first += group.count
     return found
 

@@ -159,7 +159,7 @@ def plan(lists: dict[str, SplitList], srcs: dict[str, Source],
         src = srcs[top]
         if src.kind in INDEXED:
             index = tar_index(src)
-            where[top] = {k: (index.path, *v) for k, v in extract.locate(index, keys).items()}
+            where[top] = extract.locate(index, keys)
             identities[top] = outdir.tar_identity(index)
             if index.damage:
                 damage[top] = index.damage
