@@ -30,9 +30,10 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done:
-    """A file whole at its final path, as the journal records it."""
+    """A file whole at its final path, as the journal records it. Never changed once made (not
+    frozen only because a frozen init costs 4x, and a re-run reads one per finished file)."""
     rel: str
     size: int
     mtime_ns: int
@@ -237,13 +238,18 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
         if e.errno != errno.ELOOP:
             raise
         lines = []
-    found: dict[bool, dict[str, Done]] = {True: {}, False: {}}
+    done: dict[str, Done] = {}
+    unconfirmed: dict[str, Done] = {}
     for line in lines[1:]:
-        unconfirmed = line.startswith("?")
-        parts = line[unconfirmed:].split("\t")
-        if len(parts) == 4 and len(parts[3]) == 64 and parts[1].isdigit() and parts[2].isdigit():
-            found[unconfirmed][parts[0]] = Done(parts[0], int(parts[1]), int(parts[2]), parts[3])
-    return Journaled(lines[0] if lines else "", found[False], found[True])
+        into = done
+        if line[:1] == "?":
+            line, into = line[1:], unconfirmed
+        parts = line.split("\t")
+        if len(parts) == 4:
+            rel, size, mtime_ns, sha256 = parts
+            if len(sha256) == 64 and size.isdigit() and mtime_ns.isdigit():
+                into[rel] = Done(rel, int(size), int(mtime_ns), sha256)
+    return Journaled(lines[0] if lines else "", done, unconfirmed)
 
 
 def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
