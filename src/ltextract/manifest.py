@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ SHARD_COLUMNS = ("shard", "key")
 METADATA = "ltextract.json"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs 4x, and a build makes one per file
 class Row:
     path: str  # relative to OUT, "/"-separated
     label: int
@@ -46,15 +47,26 @@ def list_path(out: Path, split: str) -> Path:
 
 
 def render_manifest(rows: list[Row]) -> bytes:
-    """The same columns whatever the source; webdataset builds add where each sample lives."""
+    """The same columns whatever the source; webdataset builds add where each sample lives.
+
+    Exactly what `csv.writer` writes: rows are joined directly (4x faster), unless a field holds
+    a character csv may quote (a comma or line break makes the counts below differ; a quote)."""
     sharded = any(r.shard for r in rows)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS + SHARD_COLUMNS if sharded else COLUMNS)
-    for r in rows:
-        rec = (r.path, r.label, r.wnid, r.size, r.sha256, r.file_name)
-        writer.writerow(rec + (r.shard, r.key) if sharded else rec)
-    return buf.getvalue().encode("utf-8")
+    columns = COLUMNS + SHARD_COLUMNS if sharded else COLUMNS
+    tails = (f",{r.shard},{r.key}" for r in rows) if sharded else itertools.repeat("")
+    lines = [f"{r.path},{r.label},{r.wnid},{r.size},{r.sha256},{r.file_name}{tail}\n"
+             for r, tail in zip(rows, tails)]
+    text = ",".join(columns) + "\n" + "".join(lines)
+    if text.count(",") != (len(columns) - 1) * (len(rows) + 1) or text.count("\n") != len(rows) + 1 \
+            or '"' in text or "\r" in text:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            rec = (r.path, r.label, r.wnid, r.size, r.sha256, r.file_name)
+            writer.writerow(rec + (r.shard, r.key) if sharded else rec)
+        text = buf.getvalue()
+    return text.encode("utf-8")
 
 
 def render_list(rows: Iterable[Row]) -> bytes:
