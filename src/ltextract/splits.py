@@ -310,13 +310,12 @@ def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
     A user-supplied list that is not byte-identical to the published one is still usable: it is
     recorded as custom (with one warning) so the output never claims to be ImageNet-LT proper.
     """
-    # Imported here so runs from local lists (and `verify`) never load requests.
-    from ltextract import fetch
-
     unknown = [s for s in [*splits, *split_urls] if s not in PINS]
     if unknown:
         raise ListError(f"unknown split {unknown[0]!r} (expected one of {', '.join(SPLITS)})")
     online = any(s in split_urls or splits_dir is None for s in splits)
+    if online:  # imported only then: runs from local lists (and `verify`) never load requests (50 ms)
+        from ltextract import fetch
     own = session is None and online
     if own:
         session = fetch.new_session()
