@@ -247,9 +247,14 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
         parts = line.split("\t")
         if len(parts) == 4:
             rel, size, mtime_ns, sha256 = parts
-            if len(sha256) == 64 and size.isdigit() and mtime_ns.isdigit():
+            if len(sha256) == 64 and _decimal(size) and _decimal(mtime_ns):
                 into[rel] = Done(rel, int(size), int(mtime_ns), sha256)
     return Journaled(lines[0] if lines else "", done, unconfirmed)
+
+
+def _decimal(field: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²', which int() refuses (a hand-edited line)."""
+    return field.isdigit() and field.isascii()
 
 
 def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:

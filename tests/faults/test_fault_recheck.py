@@ -14,7 +14,7 @@ import pytest
 
 from ltextract import extract
 from ltextract.base import LtError
-from ltextract.outdir import Done, Folders
+from ltextract.outdir import Done, Folders, read_journal_entries
 from fault_util import SPLITS, assert_no_partial, build, completes, fails, run_faulty
 from lt_util import explode, reference_members
 
@@ -226,3 +226,15 @@ def test_files_dropped_from_the_list_go_whatever_source_wrote_them(manual, out, 
     summary = completes(manual, out, env)  # verify: no stray file
     assert not (out / first.split()[0]).exists()
     assert counts(summary, "kept_rechecked")["train"] == len(rest)
+
+
+def test_a_hand_edited_journal_line_is_ignored_not_a_crash(tmp_path):
+    """Lines that do not parse name no file (it is then copied again), whatever their digits."""
+    (tmp_path / ".ltextract").mkdir()
+    sha = "0" * 64
+    (tmp_path / ".ltextract" / "train.journal").write_text(
+        f"source\ntrain/n0/a.JPEG\t3\t5\t{sha}\ntrain/n0/b.JPEG\t²\t5\t{sha}\n"
+        f"?train/n0/c.JPEG\t3\t٣\t{sha}\ntrain/n0/d.JPEG\t3\n", encoding="utf-8")
+    found = read_journal_entries(tmp_path, "train")
+    assert found.identity == "source"
+    assert list(found.done) == ["train/n0/a.JPEG"] and found.unconfirmed == {}
