@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Optional
 from ltextract import multipart
 from ltextract.base import OFFICIAL_SIZES, TarError, official_size_hint
 from ltextract.tarheader import BLOCK, decode_name
-from ltextract.tarwalk import Buffer, Truncated, check_head, group_members, iter_groups
+from ltextract.tarwalk import Buffer, Truncated, check_head, collect_members, group_where, iter_groups
 from ltextract.workers import can_fork, fork_map
 
 FINGERPRINT_BYTES = 4096
@@ -214,19 +214,17 @@ def _scan_span(buf: Buffer, reader: multipart.ByteReader, where: str,
     span = Span(group, start, end)
     names: list[bytes] = []
     try:
-        for name, offset, size in group_members(buf, where, group, start, end):
-            names.append(name)
-            span.offsets.append(offset)
-            span.sizes.append(size)
+        collect_members(buf, start, end, *group_where(where, group), names, span.offsets, span.sizes)
     except Truncated as t:
         _drop_cut(names, span.offsets, span.sizes, reader.size)
         span.cut = t
     except TarError as e:
         span.error = e
-    if b"\n" in b"\x00".join(names):  # names hold no NUL: one check per group
-        _drop_newlines(names, span.offsets, span.sizes)
     if names:
         span.names = b"\n".join(names) + b"\n"
+        if span.names.count(b"\n") != len(names):  # one check per group
+            _drop_newlines(names, span.offsets, span.sizes)
+            span.names = b"\n".join(names) + b"\n" if names else b""
     if isinstance(reader, multipart.MappedReader):
         reader.release(start, end)
     return span
