@@ -117,7 +117,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
     worker processes, which parse in parallel and keep several header reads in flight on a cold
     disk. Results are assembled in file order, so the outcome equals a serial scan's."""
     groups: list[Group] = []
-    names = bytearray()
+    names: list[bytes] = []  # joined once at the end: extending one buffer copies it over and over
     offsets, sizes = array("Q"), array("Q")
     done = 0
     damage = ""
@@ -136,8 +136,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
             for span in scanned:
                 if span.error is not None:
                     raise span.error
-                if span.names:
-                    names.extend(span.names)
+                names.append(span.names)
                 offsets.extend(span.offsets)
                 sizes.extend(span.sizes)
                 groups.append(Group(span.group, span.start, span.end - span.start, len(span.offsets)))
@@ -154,7 +153,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
         damage = truncation_message(path, reader.size, t)
         if not is_cut(path, reader.size, t):
             raise TarError(damage) from None  # a corrupt archive: nothing in it is trusted
-    return groups, bytes(names), offsets, sizes, damage
+    return groups, b"".join(names), offsets, sizes, damage
 
 
 @dataclass
