@@ -119,6 +119,7 @@ def collect_members(buf: Buffer, start: int, end: int, where: str, folder: bytes
     unpack, adler32, known = _PLAIN.unpack_from, zlib.adler32, _CHECKSUMS.get
     last = min(end, len(buf)) - BLOCK  # the last position a whole header can start at
     pos, size = start, 0
+    stripped = (b".", folder) if folder else b"."  # names that `strip` may shorten
     with memoryview(buf) as view:
         while pos < end:
             if pos <= last:
@@ -133,10 +134,8 @@ def collect_members(buf: Buffer, start: int, end: int, where: str, folder: bytes
                     data = pos + BLOCK
                     if 0 <= size <= end - data and base \
                             and (base - (adler32(view[pos:data]) & 0xFFFF)) % ADLER_MOD == 0:
-                        nul = name.find(0)
-                        if nul >= 0:
-                            name = name[:nul]
-                        if name[:1] == b"." or folder and name.startswith(folder):
+                        name = name.partition(b"\x00")[0]
+                        if name.startswith(stripped):
                             name = strip(name, folder)
                         add_name(name)
                         add_offset(data)
