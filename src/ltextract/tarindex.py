@@ -172,7 +172,8 @@ class Span:
 #: Fewer class tars than this are scanned in-process: forking costs more than it saves.
 PARALLEL_MIN_SPANS = 16
 #: Workers: processes parse in parallel and, on a cold disk, keep that many header reads in
-#: flight (each one a storage round trip); beyond the cores they only help the cold case.
+#: flight (each one a storage round trip); beyond the cores they only help the cold case, so a
+#: tar already in the page cache gets one per core (at least 2).
 SCAN_WORKERS = min(32, max(8, os.cpu_count() or 1))
 TASKS_PER_WORKER = 4  # contiguous runs of class tars per worker: evens out their sizes
 _shared: Optional[tuple[Buffer, multipart.ByteReader, str]] = None  # inherited by forked workers
@@ -189,12 +190,36 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
     global _shared
     _shared = (buf, reader, where)
     step = -(-len(spans) // (workers * TASKS_PER_WORKER))
+    if _in_page_cache(reader, spans):  # no reads to overlap: more processes than cores take turns
+        workers = min(workers, max(2, os.cpu_count() or 1))
     tasks = [spans[i:i + step] for i in range(0, len(spans), step)]
     try:
         for result in fork_map(_scan_task, tasks, workers, f"{where}: a header-scan"):
             yield from result
     finally:
         _shared = None
+
+
+#: Places sampled by `_in_page_cache`: the middle of as many class tars, spread over the file.
+CACHE_PROBES = 32
+
+
+def _in_page_cache(reader: multipart.ByteReader, spans: list[tuple[str, int, int]]) -> bool:
+    """Whether the tar looks wholly in the page cache (read before, a warm rescan): a one-byte
+    read that must not wait for storage (RWF_NOWAIT) succeeds in the middle of each of
+    CACHE_PROBES class tars. Anything else (a cold or partly cold file, a filesystem or
+    kernel without RWF_NOWAIT, a split tar) counts as not cached."""
+    if not isinstance(reader, multipart.MappedReader) or not hasattr(os, "RWF_NOWAIT"):
+        return False
+    byte = bytearray(1)
+    for i in range(0, len(spans), max(1, len(spans) // CACHE_PROBES)):
+        _, start, end = spans[i]
+        try:
+            if os.preadv(reader.fd, [byte], (start + end) // 2, os.RWF_NOWAIT) != 1:
+                return False
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: cannot tell
+            return False
+    return True
 
 
 def _scan_task(spans: list[tuple[str, int, int]]) -> list[Span]:
