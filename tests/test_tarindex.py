@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import random
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -84,6 +88,37 @@ def test_cache_roundtrip_and_invalidation(tmp_path):
     # touching the tar invalidates too
     os.utime(syn.train_tar, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert not indexfile.load_or_scan(syn.train_tar, True).from_cache
+
+
+@pytest.mark.parametrize("writer", ["pieces deflated apart", "one piece", "zipfile (zip64)"])
+def test_index_file_is_a_plain_zip(tmp_path, monkeypatch, writer):
+    """Whichever way it is written, the .ltidx is a zip any reader checks and reads (CRCs
+    included): the names one per line, and the arrays as .npy uint64 little-endian."""
+    if writer == "pieces deflated apart":
+        monkeypatch.setattr(indexfile, "PIECE", 1000)  # many pieces per member, joined
+    elif writer == "zipfile (zip64)":
+        monkeypatch.setattr(indexfile, "ZIP32_MAX", 1000)  # as if the index were past 2 GiB
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=3))
+    index = indexfile.load_or_scan(syn.train_tar, True)
+    with zipfile.ZipFile(indexfile.index_path(syn.train_tar)) as z:
+        assert z.testzip() is None
+        assert z.namelist() == ["meta.json", "names.txt", "offset.npy", "size.npy"]
+        assert json.loads(z.read("meta.json"))["groups"] == [list(vars(g).values()) for g in index.groups]
+        assert z.read("names.txt") == index.names and index.members > 30
+        for member, values in (("offset.npy", index.offsets), ("size.npy", index.sizes)):
+            blob = z.read(member)
+            start = 10 + int.from_bytes(blob[8:10], "little")
+            assert blob[:6] == b"\x93NUMPY" and b"'<u8'" in blob[10:start] and start % 64 == 0
+            assert list(struct.unpack(f"<{len(values)}Q", blob[start:])) == values.tolist()
+        for info in z.infolist():  # each a complete deflate stream, as strict readers want it
+            z.fp.seek(info.header_offset + 26)
+            skip = sum(struct.unpack("<HH", z.fp.read(4)))
+            inflater = zlib.decompressobj(-15)
+            z.fp.seek(skip, os.SEEK_CUR)
+            assert inflater.decompress(z.fp.read(info.compress_size)) == z.read(info)
+            assert inflater.eof and not inflater.unused_data and info.compress_type == zipfile.ZIP_DEFLATED
+    again = indexfile.load_or_scan(syn.train_tar, True)
+    assert again.from_cache and indexed(again) == indexed(index)
 
 
 def test_cache_lives_in_cache_dir_not_beside_tar(tmp_path):

@@ -3,11 +3,13 @@ the workers themselves reported as one clear error."""
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 import pytest
 
-from ltextract import tarindex, workers
+from ltextract import multipart, tarindex
+from ltextract import workers as workers_module
 from ltextract.base import LtError, TarError
 from ltextract.synth import SynthSpec, make_manual_dir
 from ltextract.tarheader import BLOCK, CHKSUM
@@ -84,5 +86,59 @@ def test_a_dead_worker_is_one_clear_error():
         return i
 
     with pytest.raises(LtError, match="^a test worker process died"):
-        list(workers.fork_map(task, list(range(8)), 2, "a test"))
-    assert list(workers.fork_map(lambda i: i * i, [1, 2, 3], 2, "a test")) == [1, 4, 9]  # usable again
+        list(workers_module.fork_map(task, list(range(8)), 2, "a test"))
+    assert list(workers_module.fork_map(lambda i: i * i, [1, 2, 3], 2, "a test")) == [1, 4, 9]
+
+
+def test_workers_per_core_only_for_a_tar_in_the_page_cache(tmp_path, monkeypatch):
+    """A warm tar is parsed by one worker per core (more only take turns); an evicted one by
+    SCAN_WORKERS, which keep that many reads in flight."""
+    monkeypatch.setattr(tarindex, "PARALLEL_MIN_SPANS", 1)
+    syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=20))
+    spans = [(g.name, g.offset, g.offset + g.size) for g in tarindex.scan(syn.train_tar, True).groups]
+    parts = multipart.PartsReader(_split(syn.train_tar))
+    assert not tarindex._in_page_cache(parts, spans)  # a split tar: no single file to probe
+    parts.close()
+    reader = multipart.open_for_scan(syn.train_tar)
+    try:
+        assert tarindex._in_page_cache(reader, spans)  # just written and read
+        os.fsync(reader.fd)
+        os.posix_fadvise(reader.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        probed = tarindex._in_page_cache(reader, spans)
+    finally:
+        reader.close()
+    if not _read_from_storage(syn.train_tar):
+        pytest.skip("the page cache of this filesystem cannot be dropped (tmpfs?)")
+    assert not probed
+    workers = []
+    real = workers_module.fork_map
+
+    def counted(task, items, n, what):
+        workers.append(n)
+        return real(task, items, n, what)
+    monkeypatch.setattr(tarindex, "fork_map", counted)
+    cold = tarindex.scan(syn.train_tar, True)  # evicted above
+    syn.train_tar.read_bytes()
+    warm = tarindex.scan(syn.train_tar, True)
+    many = min(tarindex.SCAN_WORKERS, len(spans))
+    assert workers == [many, min(many, max(2, os.cpu_count() or 1))]
+    assert (cold.names, cold.offsets, cold.sizes) == (warm.names, warm.offsets, warm.sizes)
+
+
+def _read_from_storage(path: Path) -> bool:
+    """Whether reading the last byte of `path` (a page no probe touches) goes to storage."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_inblock
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        f.read(1)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_inblock > before
+
+
+def _split(tar: Path) -> Path:
+    """A copy of `tar` in two parts (.tar.001, .tar.002)."""
+    data = tar.read_bytes()
+    first = tar.parent / "split" / (tar.name + ".001")
+    first.parent.mkdir()
+    first.write_bytes(data[:len(data) // 2])
+    first.with_name(tar.name + ".002").write_bytes(data[len(data) // 2:])
+    return first

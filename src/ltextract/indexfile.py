@@ -14,11 +14,15 @@ import glob
 import hashlib
 import json
 import os
+import struct
 import sys
+import time
 import zipfile
+import zlib
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional, Union
 
 from ltextract import multipart
 from ltextract.base import TarError, cache_dir
@@ -26,6 +30,7 @@ from ltextract.tarindex import ArchiveIndex, Group, Progress, fingerprint, scan
 
 FORMAT = "ltextract-index"
 VERSION = 1
+Buffer = Union[bytes, memoryview]
 
 
 def index_path(tar: Path) -> Path:
@@ -34,11 +39,13 @@ def index_path(tar: Path) -> Path:
     return cache_dir() / "index" / f"{Path(real).name}.{key}.ltidx"
 
 
-def _npy(values: array) -> bytes:
+def _npy(values: array) -> list[Buffer]:
+    """An .npy v1.0 file of uint64 little-endian values: its header, then the array's memory."""
     header = "{'descr': '<u8', 'fortran_order': False, 'shape': (%d,), }" % len(values)
     header += " " * (-(len(header) + 11) % 64) + "\n"
     data = values if sys.byteorder == "little" else _swapped(values)
-    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data.tobytes()
+    return [b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode(),
+            memoryview(data).cast("B")]
 
 
 def _from_npy(blob: bytes) -> array:
@@ -66,19 +73,78 @@ def save(index: ArchiveIndex, dest: Optional[Path] = None) -> Path:
         "nested": index.nested,
         "groups": [[g.name, g.offset, g.size, g.count] for g in index.groups],
     }
+    members = {"meta.json": [json.dumps(meta).encode()], "names.txt": [index.names],
+               "offset.npy": _npy(index.offsets), "size.npy": _npy(index.sizes)}
     _remove_dead_temps(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-            z.writestr("meta.json", json.dumps(meta))
-            z.writestr("names.txt", index.names)
-            z.writestr("offset.npy", _npy(index.offsets))
-            z.writestr("size.npy", _npy(index.sizes))
+        if sum(len(p) for parts in members.values() for p in parts) < ZIP32_MAX // 2:
+            with open(tmp, "wb") as f:
+                _write_zip(f, members)
+        else:  # past what a zip without zip64 records holds: zipfile writes those (serially)
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+                for name, parts in members.items():
+                    with z.open(name, "w", force_zip64=True) as m:
+                        m.writelines(parts)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             tmp.unlink()
     return dest
+
+
+#: Deflated apart in threads (zlib lets go of the GIL): a piece restarts the 32 KiB window,
+#: which costs a few hundred bytes, and the pieces of a member join into one deflate stream.
+PIECE = 2 << 20
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+ZIP32_MAX = 0xFFFFFFFF
+
+
+def _write_zip(f: BinaryIO, members: dict[str, list[Buffer]]) -> None:
+    """A zip of deflated members, as zipfile writes it at level 1, but deflated in parallel:
+    each piece is flushed to a byte boundary (Z_SYNC_FLUSH) without ending the stream, so the
+    pieces concatenate, and an empty final block ends it. Any inflater reads the result.
+    Sizes and offsets must stay below 4 GiB (no zip64 records)."""
+    pieces = {name: [memoryview(p)[i:i + PIECE] for p in parts for i in range(0, len(p), PIECE)]
+              for name, parts in members.items()}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        deflated = {name: [pool.submit(_deflate_piece, p) for p in ps] for name, ps in pieces.items()}
+        crcs = {name: pool.submit(_crc32, ps) for name, ps in pieces.items()}
+        t = time.localtime()
+        dos_time = t.tm_hour << 11 | t.tm_min << 5 | t.tm_sec // 2
+        dos_date = (t.tm_year - 1980) << 9 | t.tm_mon << 5 | t.tm_mday
+        central = []
+        offset = 0
+        for name, futures in deflated.items():
+            data = [future.result() for future in futures] + [_FINAL_BLOCK]
+            size, packed = sum(len(p) for p in pieces[name]), sum(len(d) for d in data)
+            raw = name.encode()
+            fields = (20, 0, zipfile.ZIP_DEFLATED, dos_time, dos_date, crcs[name].result(), packed, size,
+                      len(raw))
+            f.write(_LOCAL.pack(0x04034B50, *fields, 0) + raw)
+            f.writelines(data)
+            central.append(_CENTRAL.pack(0x02014B50, 20, *fields, 0, 0, 0, 0, 0, offset) + raw)
+            offset += _LOCAL.size + len(raw) + packed
+    directory = b"".join(central)
+    f.write(directory + _END.pack(0x06054B50, 0, 0, len(central), len(central), len(directory),
+                                  offset, 0))
+
+
+_FINAL_BLOCK = b"\x03\x00"  # an empty, final, fixed-Huffman deflate block
+
+
+def _deflate_piece(piece: Buffer) -> bytes:
+    z = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return z.compress(piece) + z.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _crc32(pieces: list[Buffer]) -> int:
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    return crc
 
 
 def _remove_dead_temps(dest: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Optional
 from ltextract import multipart
 from ltextract.base import OFFICIAL_SIZES, TarError, official_size_hint
 from ltextract.tarheader import BLOCK, decode_name
-from ltextract.tarwalk import Buffer, Truncated, check_head, group_members, iter_groups
+from ltextract.tarwalk import Buffer, Truncated, check_head, collect_members, group_where, iter_groups
 from ltextract.workers import can_fork, fork_map
 
 FINGERPRINT_BYTES = 4096
@@ -117,7 +117,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
     worker processes, which parse in parallel and keep several header reads in flight on a cold
     disk. Results are assembled in file order, so the outcome equals a serial scan's."""
     groups: list[Group] = []
-    names = bytearray()
+    names: list[bytes] = []  # joined once at the end: extending one buffer copies it over and over
     offsets, sizes = array("Q"), array("Q")
     done = 0
     damage = ""
@@ -136,8 +136,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
             for span in scanned:
                 if span.error is not None:
                     raise span.error
-                if span.names:
-                    names.extend(span.names)
+                names.append(span.names)
                 offsets.extend(span.offsets)
                 sizes.extend(span.sizes)
                 groups.append(Group(span.group, span.start, span.end - span.start, len(span.offsets)))
@@ -154,7 +153,7 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
         damage = truncation_message(path, reader.size, t)
         if not is_cut(path, reader.size, t):
             raise TarError(damage) from None  # a corrupt archive: nothing in it is trusted
-    return groups, bytes(names), offsets, sizes, damage
+    return groups, b"".join(names), offsets, sizes, damage
 
 
 @dataclass
@@ -173,7 +172,8 @@ class Span:
 #: Fewer class tars than this are scanned in-process: forking costs more than it saves.
 PARALLEL_MIN_SPANS = 16
 #: Workers: processes parse in parallel and, on a cold disk, keep that many header reads in
-#: flight (each one a storage round trip); beyond the cores they only help the cold case.
+#: flight (each one a storage round trip); beyond the cores they only help the cold case, so a
+#: tar already in the page cache gets one per core (at least 2).
 SCAN_WORKERS = min(32, max(8, os.cpu_count() or 1))
 TASKS_PER_WORKER = 4  # contiguous runs of class tars per worker: evens out their sizes
 _shared: Optional[tuple[Buffer, multipart.ByteReader, str]] = None  # inherited by forked workers
@@ -190,12 +190,36 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
     global _shared
     _shared = (buf, reader, where)
     step = -(-len(spans) // (workers * TASKS_PER_WORKER))
+    if _in_page_cache(reader, spans):  # no reads to overlap: more processes than cores take turns
+        workers = min(workers, max(2, os.cpu_count() or 1))
     tasks = [spans[i:i + step] for i in range(0, len(spans), step)]
     try:
         for result in fork_map(_scan_task, tasks, workers, f"{where}: a header-scan"):
             yield from result
     finally:
         _shared = None
+
+
+#: Places sampled by `_in_page_cache`: the middle of as many class tars, spread over the file.
+CACHE_PROBES = 32
+
+
+def _in_page_cache(reader: multipart.ByteReader, spans: list[tuple[str, int, int]]) -> bool:
+    """Whether the tar looks wholly in the page cache (read before, a warm rescan): a one-byte
+    read that must not wait for storage (RWF_NOWAIT) succeeds in the middle of each of
+    CACHE_PROBES class tars. Anything else (a cold or partly cold file, a filesystem or
+    kernel without RWF_NOWAIT, a split tar) counts as not cached."""
+    if not isinstance(reader, multipart.MappedReader) or not hasattr(os, "RWF_NOWAIT"):
+        return False
+    byte = bytearray(1)
+    for i in range(0, len(spans), max(1, len(spans) // CACHE_PROBES)):
+        _, start, end = spans[i]
+        try:
+            if os.preadv(reader.fd, [byte], (start + end) // 2, os.RWF_NOWAIT) != 1:
+                return False
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: cannot tell
+            return False
+    return True
 
 
 def _scan_task(spans: list[tuple[str, int, int]]) -> list[Span]:
@@ -214,19 +238,17 @@ def _scan_span(buf: Buffer, reader: multipart.ByteReader, where: str,
     span = Span(group, start, end)
     names: list[bytes] = []
     try:
-        for name, offset, size in group_members(buf, where, group, start, end):
-            names.append(name)
-            span.offsets.append(offset)
-            span.sizes.append(size)
+        collect_members(buf, start, end, *group_where(where, group), names, span.offsets, span.sizes)
     except Truncated as t:
         _drop_cut(names, span.offsets, span.sizes, reader.size)
         span.cut = t
     except TarError as e:
         span.error = e
-    if b"\n" in b"\x00".join(names):  # names hold no NUL: one check per group
-        _drop_newlines(names, span.offsets, span.sizes)
     if names:
         span.names = b"\n".join(names) + b"\n"
+        if span.names.count(b"\n") != len(names):  # one check per group
+            _drop_newlines(names, span.offsets, span.sizes)
+            span.names = b"\n".join(names) + b"\n" if names else b""
     if isinstance(reader, multipart.MappedReader):
         reader.release(start, end)
     return span

@@ -8,7 +8,9 @@ exactly the same members.
 from __future__ import annotations
 
 import mmap
+import struct
 import zlib
+from array import array
 from typing import Iterator, Optional, Union
 
 from ltextract.base import TarError
@@ -90,6 +92,67 @@ def iter_members(buf: Buffer, start: int, end: int, where: str,
         # "Unexpected EOF". (A stream of unknown length never gets here: OPEN_END is unreachable,
         # the end of input decides.) `block` is still that member's header.
         raise Truncated(where, pos - padded(size) - BLOCK, pos, decode_name(cstr(block[:100])), end,
+                        padding=True)
+
+
+#: What `collect_members` reads of a header, straight from the buffer: name, the size's first 11
+#: digits and the byte after them, checksum, typeflag, magic, the ustar prefix's first byte.
+_PLAIN = struct.Struct("100s24x11sc12x8sc100x6s82xB")
+
+
+def collect_members(buf: Buffer, start: int, end: int, where: str, folder: bytes,
+                    names: list[bytes], offsets: array, sizes: array) -> None:
+    """Append what `iter_members` yields to `names`, `offsets` and `sizes`: the same members and
+    the same errors (raised once the members before them are appended), without a generator
+    step per member: the index scan's loop, a quarter faster.
+
+    Plain GNU/ustar regular members with an 11-digit size are read here, their fields unpacked
+    from the mapping in place; any other header is left to `iter_members`, one member at a
+    time, so both accept exactly the same input."""
+    if not isinstance(buf, (bytes, mmap.mmap)):  # no buffer protocol (a split tar's parts)
+        for name, data, size in iter_members(buf, start, end, where, folder):
+            names.append(name)
+            offsets.append(data)
+            sizes.append(size)
+        return
+    add_name, add_offset, add_size = names.append, offsets.append, sizes.append
+    unpack, adler32, known = _PLAIN.unpack_from, zlib.adler32, _CHECKSUMS.get
+    last = min(end, len(buf)) - BLOCK  # the last position a whole header can start at
+    pos, size = start, 0
+    stripped = (b".", folder) if folder else b"."  # names that `strip` may shorten
+    with memoryview(buf) as view:
+        while pos < end:
+            if pos <= last:
+                name, digits, after, chksum, typeflag, magic, prefix = unpack(buf, pos)
+                if typeflag == b"0" and (magic == GNU_MAGIC or magic == USTAR_MAGIC and not prefix) \
+                        and (after == b"\x00" or after == b" "):
+                    try:
+                        size = int(digits, 8)
+                    except ValueError:
+                        size = -1
+                    base = known(chksum) or _checksum_base(chksum)
+                    data = pos + BLOCK
+                    if 0 <= size <= end - data and base \
+                            and (base - (adler32(view[pos:data]) & 0xFFFF)) % ADLER_MOD == 0:
+                        name = name.partition(b"\x00")[0]
+                        if name.startswith(stripped):
+                            name = strip(name, folder)
+                        add_name(name)
+                        add_offset(data)
+                        add_size(size)
+                        pos = data + ((size + BLOCK - 1) & -BLOCK)
+                        continue
+            for name, data, size in iter_members(buf, pos, end, where, folder):
+                add_name(name)
+                add_offset(data)
+                add_size(size)
+                pos = data + padded(size)
+                break
+            else:
+                return  # the end of the tar (or an error, raised by iter_members)
+    if pos > end:  # the padding after the last payload runs past the end: as iter_members
+        header = pos - padded(size) - BLOCK
+        raise Truncated(where, header, pos, decode_name(cstr(buf[header:header + 100])), end,
                         padding=True)
 
 
@@ -186,9 +249,14 @@ def iter_groups(buf: Buffer, size: int, nested: bool, where: str) -> Iterator[Gr
 def group_members(buf: Buffer, where: str, group: str, start: int,
                   end: int) -> Iterator[tuple[bytes, int, int]]:
     """The members of one group: the flat tar itself ("") or a class tar "<wnid>.tar"."""
+    return iter_members(buf, start, end, *group_where(where, group))
+
+
+def group_where(where: str, group: str) -> tuple[str, bytes]:
+    """How a group's members are walked: the label for messages and the folder to strip."""
     if not group:
-        return iter_members(buf, start, end, where)
-    return iter_members(buf, start, end, f"{where}: {printable(group)}", raw_folder(group[:-4]))
+        return where, b""
+    return f"{where}: {printable(group)}", raw_folder(group[:-4])
 
 
 def raw_folder(wnid: str) -> bytes:

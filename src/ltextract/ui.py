@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import click
-from tqdm import tqdm
 
 
 class Terminal:
@@ -26,9 +25,21 @@ def warn(msg: str) -> None:
 
 
 @contextmanager
-def bar(desc: str, total: Optional[int], quiet: bool) -> Iterator[tqdm]:
-    """On stderr, only when it is a terminal (tqdm's disable=None) unless --progress."""
-    disable = True if quiet else (False if Terminal.progress else None)
+def bar(desc: str, total: Optional[int], quiet: bool) -> Iterator[Bar]:
+    """On stderr, only when it is a terminal (as tqdm's disable=None) unless --progress. A bar
+    nobody sees is not built: importing tqdm is a sixth of a quiet command's start-up."""
+    if quiet or not (Terminal.progress or sys.stderr.isatty()):
+        yield Bar()
+        return
+    from tqdm import tqdm
+
     with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-              disable=disable, file=sys.stderr, leave=False) as b:
+              file=sys.stderr, leave=False) as b:
         yield b
+
+
+class Bar:
+    """What `bar` yields when it shows nothing: callers only count progress."""
+
+    def update(self, n: float = 1) -> None:
+        pass

@@ -7,6 +7,8 @@ import io
 import os
 import tarfile
 import tempfile
+from array import array
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -169,6 +171,91 @@ def test_mutated_real_tars_index_or_raise_tar_error(real_tars, name, data, edits
         return
     for _, offset, size in members:
         assert 0 <= offset and offset + size <= end
+
+
+def members_and_error(walk) -> tuple[list, list, list, str]:
+    """What a walk appends before it ends, and how it ends (its error, to the letter)."""
+    names: list[bytes] = []
+    offsets, sizes = array("Q"), array("Q")
+    try:
+        walk(names, offsets, sizes)
+    except TarError as e:
+        return names, offsets.tolist(), sizes.tolist(), f"{type(e).__name__}: {e} {vars(e)}"
+    return names, offsets.tolist(), sizes.tolist(), ""
+
+
+def generator_walk(buf, start, end, where, folder):
+    def walk(names, offsets, sizes):
+        for name, offset, size in tarwalk.iter_members(buf, start, end, where, folder):
+            names.append(name)
+            offsets.append(offset)
+            sizes.append(size)
+    return walk
+
+
+@FUZZ
+@given(_tar_name, st.data(), st.lists(_edit, min_size=1, max_size=5), st.booleans(),
+       st.floats(0.0, 1.0))
+def test_collect_members_equals_iter_members(real_tars, name, data, edits, checksum_fixed, keep):
+    """The index scan's loop (`collect_members`) and the general walk agree on every member and
+    every error, over the outer tar and each class tar in it, mutated and cut anywhere."""
+    tar = bytes(mutate(*real_tars[name], data, edits, checksum_fixed))
+    end = int(len(tar) * keep)
+    spans = [(0, end, "T.tar", b"")]
+    if name.endswith("train"):  # the class tars the outer walk finds, to the end of the file
+        outer = members_and_error(generator_walk(tar, 0, len(tar), "T.tar", b""))
+        spans += [(offset, min(offset + size, end), f"T.tar: {n!r}", n[:9] + b"/")
+                  for n, offset, size in zip(*outer[:3]) if offset <= end]
+    for start, stop, where, folder in spans:
+        expected = members_and_error(generator_walk(tar, start, stop, where, folder))
+        assert members_and_error(partial(tarwalk.collect_members, tar, start, stop, where,
+                                         folder)) == expected
+
+
+_SIZE_FIELDS = ["%011o\x00", "%011o ", "%012o", " %010o\x00", "%o\x00", "%o"]
+
+
+@st.composite
+def header_variant(draw) -> bytes:
+    """One member (header, payload, padding) with the field variants walkers must agree on:
+    "./" and folder prefixes, 100-byte names, sizes in any octal layout, every typeflag the
+    walk treats differently, GNU/ustar/v7 magic, a ustar prefix, a wrong checksum."""
+    typeflag = draw(st.sampled_from(b"00007\x005Lx"))
+    size = draw(st.integers(0, 1100))
+    payload = bytes(size)
+    if typeflag == ord("L"):
+        payload = draw(st.sampled_from([b"long/" * 30, b"./long.JPEG", b""])) + b"\x00"
+    elif typeflag == ord("x"):
+        record = b" path=" + draw(st.sampled_from([b"p.JPEG", b"./p", b"n01/p", b""])) + b"\n"
+        payload = b"%d%s" % (len(record) + 2, record)
+    size = len(payload) if typeflag in b"Lx" else size
+    block = bytearray(BLOCK)
+    name = draw(st.sampled_from([b"a.JPEG", b"./a.JPEG", b"././b", b"n01/c.JPEG", b"./n01/d",
+                                 b"e" * 100, b".", b"", b"f\nnl"]))
+    block[0:len(name)] = name
+    block[124:136] = (draw(st.sampled_from(_SIZE_FIELDS)) % size).encode().ljust(12, b"\x00")[:12]
+    block[156] = typeflag
+    block[257:265] = draw(st.sampled_from([b"ustar  \x00", b"ustar\x0000", bytes(8)]))
+    if draw(st.booleans()):
+        block[345:348] = b"pre"
+    fix_checksum(block)
+    if draw(st.integers(0, 9)) == 0:
+        block[150] ^= 1
+    return bytes(block) + payload + bytes(-len(payload) % BLOCK)
+
+
+@settings(FUZZ, max_examples=1000)
+@given(st.lists(header_variant(), min_size=1, max_size=8), st.booleans(), st.data())
+def test_collect_members_equals_iter_members_on_header_variants(members, ended, data):
+    """The index scan's loop (`collect_members`) and the general walk find the same members and
+    raise the same errors, whatever the header variant, wherever the tar ends or is cut (or a
+    class tar claims to run past the end of the file)."""
+    tar = b"".join(members) + (bytes(2 * BLOCK) if ended else b"")
+    start = data.draw(st.sampled_from([0, len(members[0])]))
+    end = data.draw(st.integers(start, len(tar)) | st.just(len(tar)) | st.just(len(tar) + BLOCK))
+    args = (tar, start, end, "T.tar", data.draw(st.sampled_from([b"", b"n01/"])))
+    assert members_and_error(partial(tarwalk.collect_members, *args)) \
+        == members_and_error(generator_walk(*args))
 
 
 @settings(max_examples=60, deadline=None)
