@@ -383,10 +383,10 @@ def main() -> None:
             report.append(text + f"\nPeak RSS of build at full count: {mb(rss)}.\n")
         if "cold" not in skip:
             report.append(bench_cold(real, work, rounds, strategies))
+        print("\n".join(report), flush=True)
     finally:
         say("deleting the outputs of every run (kept until now, see clear())")
         remove(work)
-    print("\n".join(report))
 
 
 if __name__ == "__main__":
