@@ -308,9 +308,10 @@ def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> Non
         folders.close()
 
 
-def record(out: Path, works: list[SplitWork], copied: Iterable[list[Done]]) -> dict[str, dict[str, Done]]:
-    """Journal each batch of copied files under their splits; returns every split's finished files (then
-    `check_complete`, unless the tar is known to be cut)."""
+def record(out: Path, works: list[SplitWork],
+           copied: Iterable[list[Done]]) -> dict[str, dict[str, Done]]:
+    """Journal each batch of copied files under their splits, flushed per batch; returns every
+    split's finished files (then `check_complete`, unless the tar is known to be cut)."""
     done = {w.split: {d.rel: d for d in w.kept} for w in works}
     journals: dict[str, Journal] = {}
     try:

@@ -8,7 +8,6 @@ and falls back to a plain copy elsewhere.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import multiprocessing
@@ -17,7 +16,7 @@ from typing import Callable
 
 from ltextract.base import LtError, sha256_of
 from ltextract.extract import Job, copy_one
-from ltextract.outdir import TMP_SUFFIX, Done, Folders, place_atomically
+from ltextract.outdir import TMP_SUFFIX, Done, Folders, place_atomically, unlink_at
 
 MODES = ("copy", "hardlink", "reflink", "symlink")
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -53,8 +52,7 @@ class Placer:
         folder, name = job.rel.rsplit("/", 1)
         dir_fd = folders.fd(folder)
         tmp = f".{name}{TMP_SUFFIX}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dir_fd)
+        unlink_at(dir_fd, tmp)  # and never link through whatever was planted there
         try:
             if self.mode == "hardlink":
                 os.link(os.path.realpath(job.tar), tmp, dst_dir_fd=dir_fd)  # not the link itself
@@ -62,8 +60,7 @@ class Placer:
                 os.symlink(os.path.abspath(job.tar), tmp, dir_fd=dir_fd)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as e:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
+            unlink_at(dir_fd, tmp)
             if self.mode == "hardlink" and e.errno == errno.EXDEV:
                 raise LtError(f"--link hardlink needs OUT on the same filesystem as {job.tar};"
                               " use --link reflink or copy") from None

@@ -177,6 +177,11 @@ class Folders:
         os.close(self._root)
 
 
+def unlink_at(dir_fd: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
 def place_atomically(folders: Folders, rel: str, fill: Callable[[int], None]) -> int:
     """Create OUT/`rel` through a temporary name in its folder, renamed once `fill(fd)` has
     written the content, so a final path never holds partial data. Returns its mtime_ns."""
@@ -195,8 +200,7 @@ def place_atomically(folders: Folders, rel: str, fill: Callable[[int], None]) ->
         if fd >= 0:
             os.close(fd)
         if fd != -1:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
+            unlink_at(dir_fd, tmp)
         if isinstance(e, OSError):  # name the file the user asked for, not our temporary
             e.filename = str(folders.out / rel)
         raise
