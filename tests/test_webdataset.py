@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -204,4 +205,21 @@ def test_killed_webdataset_build_resumes_and_leaves_foreign_files(tmp_path, env)
     assert run_cli("verify", out, env=env).returncode == 0
     r = build(big, out, env, "--shard-size", "4files")  # other parameters: old shards go
     assert r.returncode == 0, r.stderr
+    assert run_cli("verify", out, env=env).returncode == 0
+
+
+def test_sigkill_keeps_the_shards_journaled_before_it(tmp_path, env):
+    """Each finished shard's journal line reaches the file at once: killed before the 4th is
+    journaled, a re-run keeps the first three (they are not written again)."""
+    syn = make_manual_dir(tmp_path / "manual", SynthSpec(classes=6, seed=3))
+    out = tmp_path / "out"
+    driver = Path(__file__).parent / "faults" / "driver.py"
+    args = ["build", "--manual-dir", syn.manual_dir, "--splits-dir", syn.manual_dir, "--out", out,
+            "-q", "--workers", "1", "--format", "webdataset", "--shard-size", "3files", "--split", "train"]
+    r = subprocess.run([sys.executable, str(driver), "kill:journal_add:4", "--", *map(str, args)],
+                       capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    again = build(syn, out, env, "--shard-size", "3files", "--split", "train", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["splits"]["train"]["kept_shards"] == 3
     assert run_cli("verify", out, env=env).returncode == 0

@@ -255,6 +255,7 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-shard") as pool:
             for done, sample_digests in pool.map(run, todo):
                 jl.add(done)
+                jl.flush()  # a killed run keeps every shard finished before it
                 digests.update(sample_digests)
     except OSError as e:
         raise LtError(write_error(out, e)) from None
