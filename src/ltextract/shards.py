@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ltextract import multipart
-from ltextract.base import LtError, TarError, atomic_write, read_json, unlink_quietly
-from ltextract.extract import TMP_SUFFIX, Job, write_error
-from ltextract.outdir import Done, Journal, ensure_dir, journal_path, read_journal
+from ltextract.base import LtError, TarError, atomic_write, read_json
+from ltextract.extract import Job, write_error
+from ltextract.outdir import (TMP_SUFFIX, Done, Folders, Journal, ensure_dir, journal_path,
+                              place_atomically, read_journal)
 from ltextract.manifest import Row
 from ltextract.tarheader import BLOCK, padded
 
@@ -131,14 +132,16 @@ def _header(name: str, size: int) -> bytes:
     return bytes(block)
 
 
-def write_shard(out: Path, shard: Shard, read: Callable[[Job], bytes]) -> tuple[Done, dict[str, str]]:
+def write_shard(folders: Folders, shard: Shard,
+                read: Callable[[Job], bytes]) -> tuple[Done, dict[str, str]]:
     """Write one shard atomically; return it as journal entry and each sample's image sha256."""
-    final = out / shard.rel
-    tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
     digests: dict[str, str] = {}
     shard_hash = hashlib.sha256()
-    try:
-        with open(tmp, "wb") as f:
+    written = 0
+
+    def fill(fd: int) -> None:
+        nonlocal written
+        with open(fd, "wb", closefd=False) as f:
             for s in shard.samples:
                 data = read(s.job)
                 digests[s.job.rel] = hashlib.sha256(data).hexdigest()
@@ -147,16 +150,12 @@ def write_shard(out: Path, shard: Shard, read: Callable[[Job], bytes]) -> tuple[
                                   bytes(padded(len(data)) - len(data)),
                                   _header(f"{s.key}.cls", len(label)), label, bytes(BLOCK - len(label))))
                 shard_hash.update(chunk)
-                f.write(chunk)
-            f.write(bytes(2 * BLOCK))
+                written += f.write(chunk)
+            written += f.write(bytes(2 * BLOCK))
             shard_hash.update(bytes(2 * BLOCK))
-            f.flush()
-            st = os.fstat(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
-    return Done(shard.rel, st.st_size, st.st_mtime_ns, shard_hash.hexdigest()), digests
+
+    mtime_ns = place_atomically(folders, shard.rel, fill)
+    return Done(shard.rel, written, mtime_ns, shard_hash.hexdigest()), digests
 
 
 @dataclass(frozen=True)
@@ -246,11 +245,12 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
         return data
 
     def run(sh: Shard) -> tuple[Done, dict[str, str]]:
-        result = write_shard(out, sh, read)
+        result = write_shard(folders, sh, read)
         progress(sum(s.job.size for s in sh.samples))
         return result
 
     jl = Journal(out, split, ident, [d for _, d in kept_done])
+    folders = Folders(out)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-shard") as pool:
             for done, sample_digests in pool.map(run, todo):
@@ -261,6 +261,7 @@ def build_split(out: Path, split: str, jobs: list[Job], size: ShardSize, tar_ide
         raise LtError(write_error(out, e)) from None
     finally:
         jl.close()
+        folders.close()
         for reader in readers.values():
             reader.close()
     write_index(out, split, shards)
