@@ -17,12 +17,12 @@ import shutil
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Optional
+from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract import stream
 from ltextract.base import LtError, TarError
-from ltextract.outdir import (TMP_SUFFIX, Done, Folders, Journal, ensure_dir, journal_path,
-                              place_atomically, read_journal_entries)
+from ltextract.outdir import (TMP_SUFFIX, Done, Folders, Journal, ensure_dir, journal_path, on_disk,
+                              place_atomically, publish, read_journal_entries, staging_name)
 from ltextract.workers import can_fork, fork_map
 from ltextract.splits import SplitList
 from ltextract.tarindex import ArchiveIndex
@@ -108,17 +108,19 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
 # --- copying ----------------------------------------------------------------------------
 
 def pending(out: Path, jobs: list[Job], journal: dict[str, Done],
-            candidates: Optional[dict[str, Done]] = None) -> tuple[list[Done], list[Job]]:
+            candidates: Optional[dict[str, Done]] = None,
+            staged: Collection[str] = ()) -> tuple[list[Done], list[Job]]:
     """Split jobs into files already whole on disk (journaled, same size and mtime) and the rest.
     A job whose file is in `candidates` (journaled against another source) and passes the same
     test carries that entry as `recheck`: `write_one` then keeps the file if the bytes match.
 
-    Leftover temporary files of an interrupted run are removed on the way.
+    Leftover temporary files of an interrupted run are removed on the way, and so is whatever
+    a staging folder (`staged` splits) holds that the list does not name: it would be published.
     """
     present: dict[str, os.stat_result] = {}
     for folder in sorted({j.rel.rsplit("/", 1)[0] for j in jobs}):
         try:
-            entries = list(os.scandir(out / folder))
+            entries = list(os.scandir(out / on_disk(folder, staged)))
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
@@ -126,6 +128,9 @@ def pending(out: Path, jobs: list[Job], journal: dict[str, Done],
                 os.unlink(entry.path)
             else:
                 present[f"{folder}/{entry.name}"] = entry.stat(follow_symlinks=False)
+    if staged and present:
+        for rel in present.keys() - {j.rel for j in jobs}:
+            os.unlink(out / on_disk(rel, staged))
     kept, todo = [], []
     for job in jobs:
         st, done = present.get(job.rel), journal.get(job.rel)
@@ -193,17 +198,18 @@ Place = Callable[[Folders, Job], Done]
 
 
 def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int], None],
-              place: Optional[Place] = None) -> Iterator[list[Done]]:
+              place: Optional[Place] = None, staged: Collection[str] = ()) -> Iterator[list[Done]]:
     """Copy in offset order, in tasks of consecutive files spread over forked worker processes
     (several reads in flight, no GIL between them); yields each task's finished files.
 
     `place` handles sources of many files (trees, class tars): it opens each job's file itself.
+    Splits in `staged` are written into their staging folders (`SplitWork.staged`).
     """
     ordered = sorted(todo, key=lambda j: (str(j.tar), j.offset))
     tasks = [(i, min(i + TASK_FILES, len(ordered))) for i in range(0, len(ordered), TASK_FILES)]
     stop = multiprocessing.Value("b", 0, lock=False)  # shared with the workers: set, they stop
     fds: dict[Path, int] = {}
-    folders = Folders(out)
+    folders = Folders(out, staged)
     for tar in {j.tar for j in todo} if place is None else ():
         fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
         if hasattr(os, "posix_fadvise"):  # read what is asked, not the neighbours too
@@ -236,10 +242,10 @@ def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int]
 
 def stream_jobs(out: Path, f: BinaryIO, label: str, nested: bool, todo: list[Job], workers: int,
                 progress: Callable[[int], None], size: Optional[int],
-                on_cut: Callable[[str], None]) -> Iterator[list[Done]]:
+                on_cut: Callable[[str], None], staged: Collection[str] = ()) -> Iterator[list[Done]]:
     """Copy `todo` in one sequential pass over the tar `f` (the stream strategy). A tar that
     ends early ends the copy after the files before the cut; `on_cut` hears why."""
-    folders = Folders(out)
+    folders = Folders(out, staged)
     try:
         for d in stream.stream_copy(f, label, nested, stream_wanted(todo, nested),
                                      functools.partial(write_one, folders), workers, size):
@@ -270,6 +276,8 @@ class SplitWork:
     identity: str
     kept: list[Done]
     todo: list[Job]
+    #: OUT/<split> did not exist: the split is written in its staging folder, published at the end
+    staged: bool = False
 
 
 def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
@@ -280,25 +288,46 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
     in `partial` (from a truncated tar) hold only some of their files, so none are dropped."""
     work = []
     for split, split_jobs in jobs.items():
-        ensure_dir(out / split)
-        for wnid in sorted({j.wnid for j in split_jobs}):
-            ensure_dir(out / split / wnid)
+        staged = not os.path.lexists(out / split)  # a first build of it, or one killed before publishing
+        root = out / (staging_name(split) if staged else split)
+        if not staged:
+            _remove(out / staging_name(split))  # OUT/<split> was made since: start afresh there
+        ensure_dir(root)
+        wnids = {j.wnid for j in split_jobs}
+        if staged:  # class folders a killed run made for another list would be published too
+            for entry in os.scandir(root):
+                if entry.name not in wnids:
+                    _remove(Path(entry.path))
+        for wnid in sorted(wnids):
+            ensure_dir(root / wnid)
         identity = identities[lists[split].entries[0].top]
         journaled = read_journal_entries(out, split)
-        kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity))
+        in_stage = (split,) if staged else ()
+        kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity),
+                             in_stage)
         if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
-            _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs})
-        work.append(SplitWork(split, split_jobs, identity, kept, todo))
+            _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs},
+                           in_stage)
+        work.append(SplitWork(split, split_jobs, identity, kept, todo, staged))
     check_space(out, [j for w in work for j in w.todo])
     return work
 
 
-def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str]) -> None:
+def _remove(path: Path) -> None:
+    """A staging folder's own content, or what a killed run left there (never followed)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str],
+                   staged: Collection[str] = ()) -> None:
     """Files an earlier build wrote for a different list; files we did not write are left."""
     gone = [done for rel, done in journal.items() if rel not in listed]
     if not gone:
         return
-    folders = Folders(out)
+    folders = Folders(out, staged)
     try:
         for done in gone:
             if _still_there(folders, done):
@@ -314,6 +343,7 @@ def record(out: Path, works: list[SplitWork],
     split's finished files (then `check_complete`, unless the tar is known to be cut)."""
     done = {w.split: {d.rel: d for d in w.kept} for w in works}
     journals: dict[str, Journal] = {}
+    whole = False
     try:
         try:
             for w in works:
@@ -326,12 +356,36 @@ def record(out: Path, works: list[SplitWork],
                     done[split][d.rel] = d
                 for journal in journals.values():
                     journal.flush()
+            whole = True
         finally:
+            close = getattr(copied, "close", None)
+            if close is not None:
+                close()  # its workers stop first: nothing writes into a folder once it is published
             for journal in journals.values():
                 journal.close()
     except OSError as e:  # the journals' own writes; copy_jobs words its errors itself
         raise LtError(write_error(journal_path(out, works[0].split), e)) from None
+    finally:
+        publish_staged(out, works, done, whole)
     return done
+
+
+def publish_staged(out: Path, works: list[SplitWork], done: dict[str, dict[str, Done]],
+                   whole: bool) -> None:
+    """Rename each staged split into place, finished or stopped (its files are kept either way).
+    After a stop, files no batch reported are removed first: a worker may have died halfway
+    through one, and only journaled files may reach a final path."""
+    for w in works:
+        if not w.staged or not os.path.lexists(out / staging_name(w.split)):
+            continue  # published already
+        if not whole:
+            root = out / staging_name(w.split)
+            ours = done[w.split]
+            for folder in os.scandir(root):
+                for entry in os.scandir(folder.path) if folder.is_dir(follow_symlinks=False) else ():
+                    if f"{w.split}/{folder.name}/{entry.name}" not in ours:
+                        os.unlink(entry.path)
+        publish(out, w.split)
 
 
 def check_complete(works: list[SplitWork], done: dict[str, dict[str, Done]], hint: str = "") -> None:

@@ -68,6 +68,9 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
             return build_shards(out, lists, jobs, identities, req.shard_size, workers, quiet)
         cut = {s for s in lists if TOP[s] in damage}
         work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists, partial=cut)
+        # a split whose copy never started (an earlier source failed) is published as it is too
+        stack.callback(extract.publish_staged, out, work, {w.split: {d.rel: d for d in w.kept}
+                                                          for w in work}, False)
         # one Placer per mode, so a reflink fallback is announced once per run
         placers = {mode: links.Placer(mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
         place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
@@ -111,10 +114,12 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
     started = time.monotonic()
     todo = [j for w in works for j in w.todo]
     sizes = [j.size for j in todo]
+    staged = {w.split for w in works if w.staged}
     with bar(f"{' + '.join(w.split for w in works)} ({how})",
              sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
         if how == "seek":
-            done = extract.record(out, works, extract.copy_jobs(out, todo, workers, b.update, place))
+            done = extract.record(out, works,
+                                  extract.copy_jobs(out, todo, workers, b.update, place, staged))
         elif not todo:
             done = extract.record(out, works, ())
         else:
@@ -123,7 +128,7 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
                 label = str(tar) if tar else f"{TARS[src.top]} from stdin"
                 size = tar.stat().st_size if tar and tar.is_file() else None
                 done = extract.record(out, works, extract.stream_jobs(
-                    out, f, label, src.top == "train", todo, workers, b.update, size, cut.append))
+                    out, f, label, src.top == "train", todo, workers, b.update, size, cut.append, staged))
     if not cut:
         hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
         extract.check_complete(works, done, hint)

@@ -81,14 +81,14 @@ class _Os(types.ModuleType):
         return getattr(os, name)
 
 
-def _half_write(n: int) -> Callable:
-    """os.write that, on the Nth call, writes half of its buffer and then dies."""
+def _half_write(n: int, build: bool = True) -> Callable:
+    """os.write that, on the Nth call, writes half of its buffer and then dies (see `_die`)."""
     calls = _Count()
 
     def write(fd: int, data: Any) -> int:
         if calls.next() == n:
             os.write(fd, bytes(data[: max(1, len(data) // 2)]))
-            _die()
+            _die(build)
         return os.write(fd, data)
     return write
 
@@ -116,10 +116,14 @@ def install(spec: str) -> None:
                 indexfile.save = _counted(indexfile.save, n_, bool(after))
             elif target == "index_rename":  # the cache index written, not yet renamed
                 indexfile.os = _Os(replace=_counted(os.replace, n_, bool(after)))
-            elif target == "file_write":  # a temporary file half written
+            elif target == "file_write":  # a file half written (temporary, or in a staged split)
                 extract.os = _Os(write=_half_write(n_))
+            elif target == "worker_write":  # a copy worker dies halfway through a file
+                extract.os = _Os(write=_half_write(n_, build=False))
             elif target == "file_rename":  # a temporary file whole, not yet renamed
                 outdir.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
+            elif target == "publish":  # a staged split whole and journaled, not yet renamed
+                extract.publish = _counted(extract.publish, n_, bool(after))
             elif target == "journal_add":  # renamed, not yet journaled
                 outdir.Journal.add = _counted(outdir.Journal.add, n_, bool(after))
             elif target == "manifest_rename":  # a manifest/list/metadata temp file whole

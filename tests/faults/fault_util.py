@@ -83,6 +83,12 @@ def temporaries(*roots: Path) -> list[Path]:
     return found
 
 
+def live(out: Path, split: str = "train") -> Path:
+    """Where a running build writes `split`: its staging folder until it is published."""
+    staging = out / f".{split}.ltx-part"
+    return staging if staging.is_dir() else out / split
+
+
 def verifies(out: Path, env: dict) -> None:
     r = run_cli("verify", out, env=env)
     assert r.returncode == 0, r.stderr

@@ -14,33 +14,49 @@ from pathlib import Path
 import pytest
 
 from driver import SCAN_STARTED
-from fault_util import (assert_no_partial, build_args, completes, driver_cmd, fails, run_faulty,
-                        temporaries)
+from fault_util import (assert_no_partial, build_args, completes, driver_cmd, fails, live,
+                        run_faulty, temporaries)
 
 KILL_POINTS = [
     # (target, nth call, what is on disk when the process dies)
     ("parse_header", 40, "index scan half done"),
     ("index_rename", 1, "cache index written, not renamed"),
     ("index_save", "1:after", "index cached, nothing copied"),
-    ("file_write", 5, "a temporary file half written"),
-    ("file_rename", 9, "a temporary file whole, not renamed"),
-    ("journal_add", 30, "a file renamed, not journaled"),
+    ("file_write", 5, "a file half written in its split's staging folder"),
+    ("journal_add", 30, "a file written, not journaled"),
+    ("publish", 1, "train and val written and journaled, not published"),
+    ("publish", 3, "train and val published, test not"),
     ("write_split", 1, "train copied, no manifest yet"),
     ("manifest_rename", 2, "train.csv in place, its list a temporary file"),
     ("manifest_rename", 5, "val's list a temporary file"),
 ]
 
 
+#: Where the split folders exist before the build (an earlier, interrupted run published
+#: them), files are written in place: each through a temporary name, renamed when whole.
+IN_PLACE_KILL_POINTS = [
+    ("file_write", 5, "a temporary file half written"),
+    ("file_rename", 9, "a temporary file whole, not renamed"),
+    ("journal_add", 30, "a file renamed, not journaled"),
+]
+
 #: the same moments with files copied by worker processes, 4 files per task (driver.py)
-PARALLEL_KILL_POINTS = [("file_write", 5, ""), ("file_rename", 9, ""), ("journal_add", 30, "")]
+PARALLEL_KILL_POINTS = [("file_write", 5, ""), ("journal_add", 30, ""), ("publish", 1, "")]
 PARALLEL_TASK_FILES = 4
 
 
-@pytest.mark.parametrize("spec,target,n", [("", t, n) for t, n, _ in KILL_POINTS]
-                         + [("parallel,", t, n) for t, n, _ in PARALLEL_KILL_POINTS],
+@pytest.mark.parametrize("spec,target,n,in_place",
+                         [("", t, n, False) for t, n, _ in KILL_POINTS]
+                         + [("", t, n, True) for t, n, _ in IN_PLACE_KILL_POINTS]
+                         + [("parallel,", t, n, False) for t, n, _ in PARALLEL_KILL_POINTS]
+                         + [("parallel,", "file_rename", 9, True)],
                          ids=[f"{t}-{n}" for t, n, _ in KILL_POINTS]
-                         + [f"parallel-{t}-{n}" for t, n, _ in PARALLEL_KILL_POINTS])
-def test_sigkill_then_rerun_completes(manual, out, env, want, spec, target, n):
+                         + [f"in-place-{t}-{n}" for t, n, _ in IN_PLACE_KILL_POINTS]
+                         + [f"parallel-{t}-{n}" for t, n, _ in PARALLEL_KILL_POINTS]
+                         + ["parallel-in-place-file_rename-9"])
+def test_sigkill_then_rerun_completes(manual, out, env, want, spec, target, n, in_place):
+    for split in ("train", "val", "test") if in_place else ():
+        (out / split).mkdir(parents=True)
     r = run_faulty(f"{spec}kill:{target}:{n}", manual, out, env)
     assert r.returncode == -signal.SIGKILL, r.stderr
     assert_no_partial(out, want)
@@ -50,8 +66,35 @@ def test_sigkill_then_rerun_completes(manual, out, env, want, spec, target, n):
         # only the task in hand is lost (train and val come from one pass over the train tar)
         before = int(n) - 1
         assert sum(s["kept"] for s in summary["splits"].values()) >= before - before % PARALLEL_TASK_FILES
-    if target in ("write_split", "manifest_rename"):  # train was complete before the kill
+    if target in ("write_split", "manifest_rename", "publish"):  # train was whole before the kill
         assert summary["splits"]["train"]["copied"] == 0
+
+
+def test_killed_staged_run_resumes_in_its_staging_folder(manual, out, env, want):
+    """After kill -9 the staging folder holds the journaled files: the re-run keeps them there,
+    drops what the list does not name (it would be published), and publishes once."""
+    r = run_faulty("parallel,kill:journal_add:30", manual, out, env)  # journaled per 4 files
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    staging = out / ".train.ltx-part"
+    assert staging.is_dir() and not (out / "train").exists()
+    wnid = next(p.name for p in staging.iterdir())
+    (staging / wnid / "stray.JPEG").write_bytes(b"not listed")
+    (staging / "n99999999").mkdir()
+    summary = completes(manual, out, env)  # verify finds no stray file or folder
+    assert summary["splits"]["train"]["kept"] + summary["splits"]["val"]["kept"] >= 28
+    assert not staging.exists()
+    assert_no_partial(out, want)
+
+
+def test_a_copy_worker_dying_mid_file_publishes_only_whole_files(manual, out, env, want):
+    """A worker killed halfway through a file (the OOM killer, say): the build stops with one
+    error line, and the half-written file is removed before its split is published."""
+    r = run_faulty("parallel,kill:worker_write:7", manual, out, env)
+    fails(r, "copy worker process died")
+    assert not (out / ".train.ltx-part").exists() and (out / "train").is_dir()
+    assert temporaries(out) == []
+    assert_no_partial(out, want)
+    completes(manual, out, env)
 
 
 def start_slow(spec: str, manual: Path, out: Path, env: dict) -> subprocess.Popen:
@@ -76,7 +119,7 @@ def wait_for_workers(proc: subprocess.Popen) -> None:
 
 def wait_for_files(proc: subprocess.Popen, out: Path, n: int) -> None:
     deadline = time.monotonic() + 30
-    while len(list(out.glob("train/*/*.JPEG"))) < n:
+    while len(list(live(out).glob("*/*.JPEG"))) < n:
         assert proc.poll() is None and time.monotonic() < deadline, "build ended too early"
         time.sleep(0.01)
 
