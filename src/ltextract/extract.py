@@ -108,17 +108,18 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
 # --- copying ----------------------------------------------------------------------------
 
 def pending(out: Path, jobs: list[Job], journal: dict[str, Done],
-            candidates: Optional[dict[str, Done]] = None,
-            staged: Collection[str] = ()) -> tuple[list[Done], list[Job]]:
+            candidates: Optional[dict[str, Done]] = None, staged: Collection[str] = (),
+            look: bool = True) -> tuple[list[Done], list[Job]]:
     """Split jobs into files already whole on disk (journaled, same size and mtime) and the rest.
     A job whose file is in `candidates` (journaled against another source) and passes the same
     test carries that entry as `recheck`: `write_one` then keeps the file if the bytes match.
 
     Leftover temporary files of an interrupted run are removed on the way, and so is whatever
     a staging folder (`staged` splits) holds that the list does not name: it would be published.
+    `look=False`: the folders were just made, empty.
     """
     present: dict[str, os.stat_result] = {}
-    for folder in sorted({j.rel.rsplit("/", 1)[0] for j in jobs}):
+    for folder in sorted({j.rel.rsplit("/", 1)[0] for j in jobs}) if look else ():
         try:
             entries = list(os.scandir(out / on_disk(folder, staged)))
         except (FileNotFoundError, NotADirectoryError):
@@ -292,19 +293,23 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
         root = out / (staging_name(split) if staged else split)
         if not staged:
             _remove(out / staging_name(split))  # OUT/<split> was made since: start afresh there
+        empty = not os.path.lexists(root)  # then nothing in it needs looking at
         ensure_dir(root)
-        wnids = {j.wnid for j in split_jobs}
-        if staged:  # class folders a killed run made for another list would be published too
+        wnids = sorted({j.wnid for j in split_jobs})
+        if staged and not empty:  # class folders a killed run made for another list would be published
             for entry in os.scandir(root):
                 if entry.name not in wnids:
                     _remove(Path(entry.path))
-        for wnid in sorted(wnids):
-            ensure_dir(root / wnid)
+        for wnid in wnids:
+            if empty:
+                os.mkdir(root / wnid)
+            else:
+                ensure_dir(root / wnid)
         identity = identities[lists[split].entries[0].top]
         journaled = read_journal_entries(out, split)
         in_stage = (split,) if staged else ()
         kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity),
-                             in_stage)
+                             in_stage, look=not empty)
         if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
             _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs},
                            in_stage)
@@ -337,18 +342,34 @@ def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str],
         folders.close()
 
 
-def record(out: Path, works: list[SplitWork],
-           copied: Iterable[list[Done]]) -> dict[str, dict[str, Done]]:
+def record(out: Path, works: list[SplitWork], copied: Iterable[list[Done]],
+           on_whole: Optional[Callable[[SplitWork, dict[str, Done]], None]] = None,
+           ) -> dict[str, dict[str, Done]]:
     """Journal each batch of copied files under their splits, flushed per batch; returns every
-    split's finished files (then `check_complete`, unless the tar is known to be cut)."""
+    split's finished files (then `check_complete`, unless the tar is known to be cut).
+
+    With `on_whole`, a split whose files are all in is published (if staged) and handed to it at
+    once, while the other splits' files copy on: only where no file is copied twice (a stream
+    copies a member stored twice twice: last copy wins). The rest are published at the end."""
     done = {w.split: {d.rel: d for d in w.kept} for w in works}
+    open_works = {w.split: w for w in works} if on_whole else {}
     journals: dict[str, Journal] = {}
+
+    def settle(split: str) -> None:
+        w = open_works.get(split)
+        if w is not None and on_whole is not None and len(done[split]) == len(w.kept) + len(w.todo):
+            del open_works[split]
+            publish_staged(out, [w], done, True)
+            on_whole(w, done[split])
+
     whole = False
     try:
         try:
             for w in works:
                 journals[w.split] = Journal(out, w.split, w.identity, w.kept,
                                             [j.recheck for j in w.todo if j.recheck])
+            for split in list(open_works):
+                settle(split)  # nothing to copy
             for batch in copied:
                 for d in batch:
                     split = d.rel.split("/", 1)[0]
@@ -356,6 +377,9 @@ def record(out: Path, works: list[SplitWork],
                     done[split][d.rel] = d
                 for journal in journals.values():
                     journal.flush()
+                touched = {d.rel.split("/", 1)[0] for d in batch}
+                for split in [s for s in open_works if s in touched]:
+                    settle(split)
             whole = True
         finally:
             close = getattr(copied, "close", None)

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 from ltextract import extract, indexfile, links, manifest, multipart, outdir, shards, sources, stream, tarindex
 from ltextract.base import TarError, official_size_hint
 from ltextract.manifest import Row
+from ltextract.outdir import Done
 from ltextract.sources import TARS
 from ltextract.splits import TOP, SplitList, canonical_sha256, check_split, load_lists
 from ltextract.ui import bar, say, warn
@@ -81,12 +82,10 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
                 place[top] = lambda folders, job, r=reader: extract.write_one(
                     folders, job, r.read(job.offset, job.size))
         records: dict[str, Any] = {}
-        for top, src in srcs.items():
-            done, why = copy_source(out, src, how[top], [w for w in work if TOP[w.split] == top],
-                                    lists, workers, quiet, place.get(top), link, damage.get(top, ""))
-            records.update(done)
-            if why:  # known from the index, or met by a stream
-                damage[top] = why
+        for tops in passes(srcs, how, place):
+            records.update(copy_source(out, {t: srcs[t] for t in tops}, how[tops[0]],
+                                       [w for w in work if TOP[w.split] in tops], lists, workers,
+                                       quiet, place.get(tops[0]), link, damage))
         for top, why in damage.items():
             kept = sum(records[s]["files"] for s in lists if TOP[s] == top)
             listed = sum(len(lists[s].entries) for s in lists if TOP[s] == top)
@@ -102,47 +101,66 @@ def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False,
                                       partial=partial)
 
 
-def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.SplitWork],
+def passes(srcs: dict[str, sources.Source], how: dict[str, str],
+           place: dict[str, extract.Place]) -> list[list[str]]:
+    """Tops copied in one pass each. Plain tars read by seeking share one (one pool of workers;
+    the train tar's splits get their manifests while the val tar's files copy); a stream, a
+    tree or split parts have their own."""
+    shared = [t for t in srcs if how[t] == "seek" and t not in place]
+    return ([shared] if shared else []) + [[t] for t in srcs if t not in shared]
+
+
+def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: list[extract.SplitWork],
                 lists: dict[str, SplitList], workers: int, quiet: bool,
-                place: Optional[extract.Place], link: str,
-                damage: str = "") -> tuple[dict[str, Any], str]:
-    """Copy every split served by one source (one pass for train and val), then write those
-    splits' manifests; returns their records and why the tar is truncated, if it is (the index
-    says so in `damage`, a stream finds out). A truncated tar's files are kept, but its splits
-    are not done: no manifests."""
-    cut = [damage] if damage else []
+                place: Optional[extract.Place], link: str, damage: dict[str, str]) -> dict[str, Any]:
+    """Copy every split served by `srcs` (train and val from the train tar) in one pass; each
+    split's manifests are written as soon as its last file is in. Returns the splits' records;
+    a truncated tar (the index says so in `damage`, a stream finds out and adds it there) has
+    its files kept, but its splits are not done: no manifests."""
     started = time.monotonic()
     todo = [j for w in works for j in w.todo]
     sizes = [j.size for j in todo]
     staged = {w.split for w in works if w.staged}
+    records: dict[str, Any] = {}
+
+    def finish(w: extract.SplitWork, done: dict[str, Done]) -> None:
+        src = srcs[TOP[w.split]]
+        if src.top not in damage:
+            hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
+            extract.check_complete([w], {w.split: done}, hint)
+        records[w.split] = split_record(out, w, done, src, lists[w.split], link, started,
+                                        src.top not in damage, quiet)
+
     with bar(f"{' + '.join(w.split for w in works)} ({how})",
              sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
-        if how == "seek":
-            done = extract.record(out, works,
-                                  extract.copy_jobs(out, todo, workers, b.update, place, staged))
-        elif not todo:
-            done = extract.record(out, works, ())
+        if how == "seek" or not todo:
+            copied = extract.copy_jobs(out, todo, workers, b.update, place, staged) if todo else ()
+            done = extract.record(out, works, copied, finish)
         else:
+            (top, src), = srcs.items()
             tar = None if src.kind == "stdin" else src.path
             with stream.open_source(tar) as f:
                 label = str(tar) if tar else f"{TARS[src.top]} from stdin"
                 size = tar.stat().st_size if tar and tar.is_file() else None
-                done = extract.record(out, works, extract.stream_jobs(
-                    out, f, label, src.top == "train", todo, workers, b.update, size, cut.append, staged))
-    if not cut:
-        hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
-        extract.check_complete(works, done, hint)
-    records = {}
-    for w in works:
-        finished = done[w.split].get
-        rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs if (d := finished(j.rel))]
-        rechecked = sum(d.rechecked for d in done[w.split].values())
-        record = {"files": len(rows), "bytes": sum(r.size for r in rows),
-                  "copied": len(w.todo) - rechecked, "kept": len(w.kept), "kept_rechecked": rechecked,
-                  "seconds": round(time.monotonic() - started, 3), "list": list_record(lists[w.split])}
-        records[w.split] = record
-        if cut:
-            continue
+                done = extract.record(out, works, extract.stream_jobs(  # splits finish at the end
+                    out, f, label, src.top == "train", todo, workers, b.update, size,
+                    lambda why: damage.setdefault(top, why), staged))
+    for w in works:  # splits a stream's cut (or a tar short of files) left unfinished
+        if w.split not in records:
+            finish(w, done[w.split])
+    return records
+
+
+def split_record(out: Path, w: extract.SplitWork, done: dict[str, Done], src: sources.Source,
+                 sl: SplitList, link: str, started: float, whole: bool, quiet: bool) -> dict[str, Any]:
+    """A split's entry in the summary; for a `whole` one, its manifests and metadata too."""
+    finished = done.get
+    rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs if (d := finished(j.rel))]
+    rechecked = sum(d.rechecked for d in done.values())
+    record = {"files": len(rows), "bytes": sum(r.size for r in rows),
+              "copied": len(w.todo) - rechecked, "kept": len(w.kept), "kept_rechecked": rechecked,
+              "seconds": round(time.monotonic() - started, 3), "list": list_record(sl)}
+    if whole:
         manifest.write_split(out, w.split, rows)
         manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
                                  | {"format": "folders", "source": src.kind,
@@ -151,7 +169,7 @@ def copy_source(out: Path, src: sources.Source, how: str, works: list[extract.Sp
             f" (copied {record['copied']:,}, kept {record['kept']:,},"
             f" kept after re-check {record['kept_rechecked']:,}) in {record['seconds']:.1f} s",
             quiet)
-    return records, "".join(cut)
+    return record
 
 
 def list_record(sl: SplitList) -> dict[str, Any]:
