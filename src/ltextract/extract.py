@@ -1,10 +1,11 @@
-"""Copying: map list entries to member bytes, then write each file atomically and resumably.
+"""Copying: map list entries to member bytes, then write each file and journal it.
 
-Every file is written to a temporary name in its final folder and renamed when complete,
-so a final path never holds partial data. A journal of finished files (path, size,
-mtime, sha256) lets a re-run after any interruption keep what is whole and redo the rest.
-Files journaled against another source (a cut tar since completed, a pipe) are re-checked:
-their bytes are still read, and the file is kept, not rewritten, when they hash the same.
+Files go where `resume` put their split: into a staging folder under their own names, or, in a
+split folder that exists already, through a temporary name renamed when complete; either way a
+final path never holds partial data. A journal of finished files (path, size, mtime, sha256)
+lets a re-run after any interruption keep what is whole and redo the rest. Files journaled
+against another source (a cut tar since completed, a pipe) are re-checked: their bytes are still
+read, and the file is kept, not rewritten, when they hash the same.
 """
 from __future__ import annotations
 
@@ -13,23 +14,20 @@ import functools
 import hashlib
 import multiprocessing
 import os
-import shutil
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract import stream
 from ltextract.base import LtError, TarError
-from ltextract.outdir import (TMP_SUFFIX, Done, Folders, Journal, ensure_dir, journal_path, on_disk,
-                              place_atomically, publish, read_journal_entries, staging_name)
+from ltextract.outdir import Done, Folders, Journal, journal_path, place_atomically, still_there
+from ltextract.resume import SplitWork, publish_staged
 from ltextract.workers import can_fork, fork_map
 from ltextract.splits import SplitList
 from ltextract.tarindex import ArchiveIndex
 
 TASK_FILES = 256  # consecutive files per copy task: few round trips, one or two folders each
 PARALLEL_MIN_FILES = 1024  # fewer are copied in-process: forking would cost more than it saves
-BLOCK_SLACK = 4096  # per-file allowance for filesystem block rounding in the space check
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs 4x, and a build makes one per listed file
@@ -107,64 +105,6 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
 
 # --- copying ----------------------------------------------------------------------------
 
-def pending(out: Path, jobs: list[Job], journal: dict[str, Done],
-            candidates: Optional[dict[str, Done]] = None, staged: Collection[str] = (),
-            look: bool = True) -> tuple[list[Done], list[Job]]:
-    """Split jobs into files already whole on disk (journaled, same size and mtime) and the rest.
-    A job whose file is in `candidates` (journaled against another source) and passes the same
-    test carries that entry as `recheck`: `write_one` then keeps the file if the bytes match.
-
-    Leftover temporary files of an interrupted run are removed on the way, and so is whatever
-    a staging folder (`staged` splits) holds that the list does not name: it would be published.
-    `look=False`: the folders were just made, empty.
-    """
-    present: dict[str, os.stat_result] = {}
-    for folder in sorted({j.rel.rsplit("/", 1)[0] for j in jobs}) if look else ():
-        try:
-            entries = list(os.scandir(out / on_disk(folder, staged)))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            if entry.name.endswith(TMP_SUFFIX):
-                os.unlink(entry.path)
-            else:
-                present[f"{folder}/{entry.name}"] = entry.stat(follow_symlinks=False)
-    if staged and present:
-        for rel in present.keys() - {j.rel for j in jobs}:
-            os.unlink(out / on_disk(rel, staged))
-    kept, todo = [], []
-    for job in jobs:
-        st, done = present.get(job.rel), journal.get(job.rel)
-        if unchanged(st, done, job.size):
-            kept.append(done)
-        elif unchanged(st, done := (candidates or {}).get(job.rel), job.size):
-            todo.append(replace(job, recheck=done))
-        else:
-            todo.append(job)
-    return kept, todo
-
-
-def unchanged(st: Optional[os.stat_result], done: Optional[Done], size: int = -1) -> bool:
-    """Whether the file `st` describes is still the one `done` journaled (regular, same size and
-    mtime); `size` is what the job expects, -1 when not known yet (a stream's)."""
-    return st is not None and done is not None and stat.S_ISREG(st.st_mode) \
-        and st.st_size == done.size and size in (done.size, -1) and st.st_mtime_ns == done.mtime_ns
-
-
-def check_space(out: Path, todo: list[Job]) -> None:
-    """Re-checked files need no room unless they differ (then one file at a time, replaced)."""
-    todo = [j for j in todo if j.recheck is None]
-    need = sum(j.size for j in todo if j.size > 0) + BLOCK_SLACK * len(todo)  # -1: not known yet
-    free = shutil.disk_usage(out).free
-    if need > free:
-        raise LtError(f"not enough free space in {out}: {len(todo):,} files need {_gb(need)},"
-                      f" {_gb(free)} is free")
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
 def copy_one(src_fd: int, folders: Folders, job: Job) -> Done:
     return write_one(folders, job, os.pread(src_fd, job.size, job.offset))
 
@@ -176,7 +116,7 @@ def write_one(folders: Folders, job: Job, data: bytes) -> Done:
         raise TarError(f"{job.tar} is truncated: {job.rel} needs bytes up to"
                        f" {job.offset + job.size:,} (was the tar replaced since it was indexed?)")
     digest = hashlib.sha256(data).hexdigest()
-    if job.recheck is not None and job.recheck.sha256 == digest and _still_there(folders, job.recheck):
+    if job.recheck is not None and job.recheck.sha256 == digest and still_there(folders, job.recheck):
         return replace(job.recheck, rechecked=True)
 
     def fill(fd: int) -> None:
@@ -185,14 +125,6 @@ def write_one(folders: Folders, job: Job, data: bytes) -> Done:
             view = view[os.write(fd, view):]
 
     return Done(job.rel, len(data), place_atomically(folders, job.rel, fill), digest)
-
-
-def _still_there(folders: Folders, done: Done) -> bool:
-    """The candidate is unchanged now, not only when the build planned (a moment ago)."""
-    try:
-        return unchanged(folders.lstat(done.rel), done)
-    except FileNotFoundError:
-        return False
 
 
 Place = Callable[[Folders, Job], Done]
@@ -270,78 +202,6 @@ def write_error(out: Path, e: OSError) -> str:
 
 # --- a whole build ----------------------------------------------------------------------
 
-@dataclass
-class SplitWork:
-    split: str
-    jobs: list[Job]
-    identity: str
-    kept: list[Done]
-    todo: list[Job]
-    #: OUT/<split> did not exist: the split is written in its staging folder, published at the end
-    staged: bool = False
-
-
-def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
-            lists: dict[str, SplitList], partial: set[str] = frozenset()) -> list[SplitWork]:
-    """What each split still needs, after folders are checked and stale files dropped.
-
-    `identities` maps a list top to its source's identity (`tar_identity` for a tar); splits
-    in `partial` (from a truncated tar) hold only some of their files, so none are dropped."""
-    work = []
-    for split, split_jobs in jobs.items():
-        staged = not os.path.lexists(out / split)  # a first build of it, or one killed before publishing
-        root = out / (staging_name(split) if staged else split)
-        if not staged:
-            _remove(out / staging_name(split))  # OUT/<split> was made since: start afresh there
-        empty = not os.path.lexists(root)  # then nothing in it needs looking at
-        ensure_dir(root)
-        wnids = sorted({j.wnid for j in split_jobs})
-        if staged and not empty:  # class folders a killed run made for another list would be published
-            for entry in os.scandir(root):
-                if entry.name not in wnids:
-                    _remove(Path(entry.path))
-        for wnid in wnids:
-            if empty:
-                os.mkdir(root / wnid)
-            else:
-                ensure_dir(root / wnid)
-        identity = identities[lists[split].entries[0].top]
-        journaled = read_journal_entries(out, split)
-        in_stage = (split,) if staged else ()
-        kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity),
-                             in_stage, look=not empty)
-        if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
-            _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs},
-                           in_stage)
-        work.append(SplitWork(split, split_jobs, identity, kept, todo, staged))
-    check_space(out, [j for w in work for j in w.todo])
-    return work
-
-
-def _remove(path: Path) -> None:
-    """A staging folder's own content, or what a killed run left there (never followed)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-
-def _drop_unlisted(out: Path, journal: dict[str, Done], listed: set[str],
-                   staged: Collection[str] = ()) -> None:
-    """Files an earlier build wrote for a different list; files we did not write are left."""
-    gone = [done for rel, done in journal.items() if rel not in listed]
-    if not gone:
-        return
-    folders = Folders(out, staged)
-    try:
-        for done in gone:
-            if _still_there(folders, done):
-                folder, name = done.rel.rsplit("/", 1)
-                os.unlink(name, dir_fd=folders.fd(folder))
-    finally:
-        folders.close()
-
-
 def record(out: Path, works: list[SplitWork], copied: Iterable[list[Done]],
            on_whole: Optional[Callable[[SplitWork, dict[str, Done]], None]] = None,
            ) -> dict[str, dict[str, Done]]:
@@ -392,24 +252,6 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[list[Done]],
     finally:
         publish_staged(out, works, done, whole)
     return done
-
-
-def publish_staged(out: Path, works: list[SplitWork], done: dict[str, dict[str, Done]],
-                   whole: bool) -> None:
-    """Rename each staged split into place, finished or stopped (its files are kept either way).
-    After a stop, files no batch reported are removed first: a worker may have died halfway
-    through one, and only journaled files may reach a final path."""
-    for w in works:
-        if not w.staged or not os.path.lexists(out / staging_name(w.split)):
-            continue  # published already
-        if not whole:
-            root = out / staging_name(w.split)
-            ours = done[w.split]
-            for folder in os.scandir(root):
-                for entry in os.scandir(folder.path) if folder.is_dir(follow_symlinks=False) else ():
-                    if f"{w.split}/{folder.name}/{entry.name}" not in ours:
-                        os.unlink(entry.path)
-        publish(out, w.split)
 
 
 def check_complete(works: list[SplitWork], done: dict[str, dict[str, Done]], hint: str = "") -> None:

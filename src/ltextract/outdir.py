@@ -236,6 +236,22 @@ def place_atomically(folders: Folders, rel: str, fill: Callable[[int], None]) ->
     return mtime_ns
 
 
+def unchanged(st: Optional[os.stat_result], done: Optional[Done], size: int = -1) -> bool:
+    """Whether the file `st` describes is still the one `done` journaled (regular, same size and
+    mtime); `size` is what the job expects, -1 when not known yet (a stream's)."""
+    return st is not None and done is not None and stat.S_ISREG(st.st_mode) \
+        and st.st_size == done.size and size in (done.size, -1) and st.st_mtime_ns == done.mtime_ns
+
+
+def still_there(folders: Folders, done: Done) -> bool:
+    """The candidate is unchanged now, not only when the build planned (a moment ago)."""
+    try:
+        return unchanged(folders.lstat(done.rel), done)
+    except FileNotFoundError:
+        return False
+
+
+
 # --- journal ----------------------------------------------------------------------------
 
 def journal_path(out: Path, split: str) -> Path:

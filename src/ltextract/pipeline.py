@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ltextract import extract, indexfile, links, manifest, multipart, outdir, shards, sources, stream, tarindex
+from ltextract import (extract, indexfile, links, manifest, multipart, outdir, resume, shards, sources,
+                       stream, tarindex)
 from ltextract.base import TarError, official_size_hint
 from ltextract.manifest import Row
 from ltextract.outdir import Done
@@ -68,9 +69,9 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         if req.fmt == "webdataset":
             return build_shards(out, lists, jobs, identities, req.shard_size, workers, quiet)
         cut = {s for s in lists if TOP[s] in damage}
-        work = extract.prepare(out, {s: jobs[s] for s in lists}, identities, lists, partial=cut)
+        work = resume.prepare(out, {s: jobs[s] for s in lists}, identities, lists, partial=cut)
         # a split whose copy never started (an earlier source failed) is published as it is too
-        stack.callback(extract.publish_staged, out, work, {w.split: {d.rel: d for d in w.kept}
+        stack.callback(resume.publish_staged, out, work, {w.split: {d.rel: d for d in w.kept}
                                                           for w in work}, False)
         # one Placer per mode, so a reflink fallback is announced once per run
         placers = {mode: links.Placer(mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
@@ -110,7 +111,7 @@ def passes(srcs: dict[str, sources.Source], how: dict[str, str],
     return ([shared] if shared else []) + [[t] for t in srcs if t not in shared]
 
 
-def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: list[extract.SplitWork],
+def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: list[resume.SplitWork],
                 lists: dict[str, SplitList], workers: int, quiet: bool,
                 place: Optional[extract.Place], link: str, damage: dict[str, str]) -> dict[str, Any]:
     """Copy every split served by `srcs` (train and val from the train tar) in one pass; each
@@ -123,7 +124,7 @@ def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: lis
     staged = {w.split for w in works if w.staged}
     records: dict[str, Any] = {}
 
-    def finish(w: extract.SplitWork, done: dict[str, Done]) -> None:
+    def finish(w: resume.SplitWork, done: dict[str, Done]) -> None:
         src = srcs[TOP[w.split]]
         if src.top not in damage:
             hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
@@ -151,7 +152,7 @@ def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: lis
     return records
 
 
-def split_record(out: Path, w: extract.SplitWork, done: dict[str, Done], src: sources.Source,
+def split_record(out: Path, w: resume.SplitWork, done: dict[str, Done], src: sources.Source,
                  sl: SplitList, link: str, started: float, whole: bool, quiet: bool) -> dict[str, Any]:
     """A split's entry in the summary; for a `whole` one, its manifests and metadata too."""
     finished = done.get
@@ -182,7 +183,7 @@ def build_shards(out: Path, lists: dict[str, SplitList], jobs: dict[str, list[ex
                  identities: dict[str, str], size: shards.ShardSize, workers: int,
                  quiet: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
-    extract.check_space(out, [j for js in jobs.values() for j in js])
+    resume.check_space(out, [j for js in jobs.values() for j in js])
     for split, split_jobs in jobs.items():
         started = time.monotonic()
         with bar(split, sum(j.size for j in split_jobs), quiet) as b:

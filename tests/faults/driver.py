@@ -26,7 +26,7 @@ import time
 import types
 from typing import Any, Callable
 
-from ltextract import base, cli, extract, indexfile, manifest, outdir, tarheader, tarindex, tarwalk
+from ltextract import base, cli, extract, indexfile, manifest, outdir, resume, tarheader, tarindex, tarwalk
 
 SCAN_STARTED = "driver: header scan started"
 BUILD = os.getpid()  # the build's own process; copy and scan workers are forked from it
@@ -94,7 +94,7 @@ def _half_write(n: int, build: bool = True) -> Callable:
 
 
 def _is_part(src: Any, dst: Any) -> bool:
-    return str(src).endswith(extract.TMP_SUFFIX)
+    return str(src).endswith(outdir.TMP_SUFFIX)
 
 
 def _every_header_parsed() -> None:
@@ -123,7 +123,7 @@ def install(spec: str) -> None:
             elif target == "file_rename":  # a temporary file whole, not yet renamed
                 outdir.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
             elif target == "publish":  # a staged split whole and journaled, not yet renamed
-                extract.publish = _counted(extract.publish, n_, bool(after))
+                resume.publish = _counted(resume.publish, n_, bool(after))
             elif target == "journal_add":  # renamed, not yet journaled
                 outdir.Journal.add = _counted(outdir.Journal.add, n_, bool(after))
             elif target == "manifest_rename":  # a manifest/list/metadata temp file whole

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import extract
+from ltextract import extract, resume
 from ltextract.base import LtError
 from ltextract.outdir import Done, Folders, read_journal_entries
 from fault_util import SPLITS, assert_no_partial, build, completes, fails, run_faulty
@@ -210,9 +210,9 @@ def test_write_one_keeps_only_an_unchanged_equal_file(tmp_path):
 def test_free_space_check_skips_files_up_for_recheck(tmp_path):
     done = _journaled(tmp_path, b"x")
     huge = extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60, done)
-    extract.check_space(tmp_path, [huge])  # would need an exabyte were it copied
+    resume.check_space(tmp_path, [huge])  # would need an exabyte were it copied
     with pytest.raises(LtError, match="not enough free space"):
-        extract.check_space(tmp_path, [extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60)])
+        resume.check_space(tmp_path, [extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60)])
 
 
 def test_files_dropped_from_the_list_go_whatever_source_wrote_them(manual, out, env):
