@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from ltextract import fetch
 from ltextract.base import FetchError, ListError, wnids
 from ltextract.splits import (PINS, SPLITS, TOP, Entry, Pin, SplitList, _parse_clean, _parse_lines,
-                              check_split, check_totals, load_lists, parse_list)
+                              canonical_sha256, check_split, check_totals, list_canonical_sha256, load_lists,
+                              parse_list)
 
 W = wnids()
 GOOD = ("train/n01440764/n01440764_190.JPEG 0\n"
@@ -266,6 +267,29 @@ def test_whole_list_check_agrees_with_line_by_line(lines, final_eol):
         assert fast == slow  # a list without faults never takes the slow path
 
 
+def _canonical_reference(entries: list[Entry]) -> str:
+    """What canonical_sha256 means, hashed line by line."""
+    h = hashlib.sha256()
+    for e in entries:
+        h.update(f"{e.top}/{e.wnid}/{e.file} {e.label}\n".encode())
+    return h.hexdigest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 999), _names.filter(lambda s: s not in (".", ".."))), min_size=1,
+                max_size=12, unique=True),
+       st.sampled_from([" ", "\t", "  ", " \t"]), st.sampled_from(["\n", "\r\n"]), st.booleans(),
+       st.sampled_from(["", "\n", " \n", "\n\n", "\x0c"]), st.booleans())
+def test_list_canonical_sha256_is_what_the_list_says(rows, gap, eol, final_eol, blank_tail, bom):
+    """The raw digest stands for the canonical one only when the bytes are the canonical lines."""
+    text = eol.join(f"train/{W[i]}/{name}{gap}{i}" for i, name in rows) + (eol if final_eol else "")
+    data = ("\ufeff" if bom else "").encode() + (text + (blank_tail if final_eol else "")).encode()
+    entries = parse_list(data, "C.txt")
+    want = _canonical_reference(entries)
+    assert list_canonical_sha256(data, entries, hashlib.sha256(data).hexdigest()) == want
+    assert canonical_sha256((e.path, e.label) for e in entries) == want
+
+
 # --- check_split / check_totals --------------------------------------------------------------
 
 def test_check_split():
@@ -308,8 +332,9 @@ def test_custom_lists_from_a_folder(tmp_path):
     d = write_dir(tmp_path / "lists", train=train, test=test)
     warnings: list[str] = []
     got = load_lists(["train", "test"], splits_dir=d, warn=warnings.append)
-    assert got["train"] == SplitList("train", parse_list(train, "x"), hashlib.sha256(train).hexdigest(),
-                                     str(d / "ImageNet_LT_train.txt"), False)
+    digest = hashlib.sha256(train).hexdigest()
+    assert got["train"] == SplitList("train", parse_list(train, "x"), digest,
+                                     str(d / "ImageNet_LT_train.txt"), False, digest)
     assert got["test"].source == str(d / "ImageNet_LT_test.txt")
     assert warnings == [f"ImageNet_LT_{s}.txt is not the published list (sha256 "
                         f"{hashlib.sha256(b).hexdigest()[:12]}…); recording it as custom"

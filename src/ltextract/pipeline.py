@@ -17,7 +17,7 @@ from ltextract.base import TarError, official_size_hint
 from ltextract.manifest import Row
 from ltextract.outdir import Done
 from ltextract.sources import TARS
-from ltextract.splits import TOP, SplitList, canonical_sha256, check_split, load_lists
+from ltextract.splits import TOP, SplitList, check_split, load_lists
 from ltextract.ui import bar, say, warn
 
 
@@ -176,7 +176,7 @@ def split_record(out: Path, w: resume.SplitWork, done: dict[str, Done], src: sou
 def list_record(sl: SplitList) -> dict[str, Any]:
     """What ltextract.json keeps of a split's list, so verify can map OUT back to it."""
     return {"source": sl.source, "sha256": sl.sha256, "published": sl.published,
-            "canonical_sha256": canonical_sha256((e.path, e.label) for e in sl.entries)}
+            "canonical_sha256": sl.canonical_sha256}
 
 
 def build_shards(out: Path, lists: dict[str, SplitList], jobs: dict[str, list[extract.Job]],

@@ -74,6 +74,7 @@ class SplitList:
     sha256: str
     source: str  # path or URL the bytes came from
     published: bool  # sha256 equals the pin
+    canonical_sha256: str  # what the list says, hashed as `canonical_sha256` does
 
 
 def _quiet(msg: str) -> None:
@@ -266,6 +267,17 @@ def canonical_sha256(pairs: Iterable[tuple[str, int]]) -> str:
     return h.hexdigest()
 
 
+def list_canonical_sha256(data: bytes, entries: Sequence[Entry], digest: str) -> str:
+    """`canonical_sha256` of a parsed list whose raw sha256 is `digest`: that digest itself when
+    the bytes are the canonical lines already (no BOM, CR or tab; one newline and one space per
+    entry, so no blank line and single spaces; each line matched `_LINE`, whose labels have no
+    leading zero), as the published lists are; hashed anew otherwise."""
+    if not data.startswith(b"\xef\xbb\xbf") and data.endswith(b"\n") and b"\t" not in data \
+            and b"\r" not in data and data.count(b"\n") == len(entries) == data.count(b" "):
+        return digest
+    return canonical_sha256((e.path, e.label) for e in entries)
+
+
 def check_split(split: str, entries: Sequence[Entry], name: str) -> None:
     """A split's images live in one particular tar: val in train/, test in val/."""
     want = TOP[split]
@@ -343,7 +355,8 @@ def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
             else:
                 warn(f"{short} is not the published list (sha256 {digest[:12]}…);"
                      " recording it as custom")
-            out[split] = SplitList(split, entries, digest, source, published)
+            out[split] = SplitList(split, entries, digest, source, published,
+                                   list_canonical_sha256(data, entries, digest))
         return out
     finally:
         if own and session is not None:
