@@ -15,6 +15,7 @@ import hashlib
 import multiprocessing
 import os
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Optional
 
@@ -28,6 +29,7 @@ from ltextract.tarindex import ArchiveIndex
 
 TASK_FILES = 256  # consecutive files per copy task: few round trips, one or two folders each
 PARALLEL_MIN_FILES = 1024  # fewer are copied in-process: forking would cost more than it saves
+_WNID_FILE = itemgetter(1, 2)  # an Entry's (wnid, file), its key: made in C
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs 4x, and a build makes one per listed file
@@ -49,7 +51,7 @@ def wanted(lists: dict[str, SplitList]) -> dict[str, set[tuple[str, str]]]:
     """(wnid, file) keys each top ("train"/"val") must provide."""
     keys: dict[str, set[tuple[str, str]]] = {}
     for sl in lists.values():
-        keys.setdefault(sl.entries[0].top, set()).update((e.wnid, e.file) for e in sl.entries)
+        keys.setdefault(sl.entries[0].top, set()).update(map(_WNID_FILE, sl.entries))
     return keys
 
 
