@@ -54,7 +54,8 @@ def render_manifest(rows: list[Row]) -> bytes:
     sharded = any(r.shard for r in rows)
     columns = COLUMNS + SHARD_COLUMNS if sharded else COLUMNS
     tails = (f",{r.shard},{r.key}" for r in rows) if sharded else itertools.repeat("")
-    lines = [f"{r.path},{r.label},{r.wnid},{r.size},{r.sha256},{r.file_name}{tail}\n"
+    # file_name inlined: a property call per row was about a tenth of the rendering time
+    lines = [f"{r.path},{r.label},{r.wnid},{r.size},{r.sha256},{r.path.rpartition('/')[2]}{tail}\n"
              for r, tail in zip(rows, tails)]
     text = ",".join(columns) + "\n" + "".join(lines)
     if text.count(",") != (len(columns) - 1) * (len(rows) + 1) or text.count("\n") != len(rows) + 1 \
@@ -71,7 +72,7 @@ def render_manifest(rows: list[Row]) -> bytes:
 
 def render_list(rows: Iterable[Row]) -> bytes:
     """The list relative to OUT: loaders doing os.path.join(root, path) work with root = OUT."""
-    return "".join(f"{r.path} {r.label}\n" for r in rows).encode("utf-8")
+    return "".join([f"{r.path} {r.label}\n" for r in rows]).encode("utf-8")
 
 
 def write_split(out: Path, split: str, rows: list[Row], with_list: bool = True) -> None:
