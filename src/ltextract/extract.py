@@ -21,7 +21,8 @@ from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract import stream
 from ltextract.base import LtError, TarError
-from ltextract.outdir import Done, Folders, Journal, journal_path, place_atomically, still_there
+from ltextract.outdir import (Batch, Done, Folders, Journal, batch, journal_path, place_atomically,
+                              still_there)
 from ltextract.resume import SplitWork, publish_staged
 from ltextract.workers import can_fork, fork_map
 from ltextract.splits import SplitList
@@ -133,7 +134,7 @@ Place = Callable[[Folders, Job], Done]
 
 
 def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int], None],
-              place: Optional[Place] = None, staged: Collection[str] = ()) -> Iterator[list[Done]]:
+              place: Optional[Place] = None, staged: Collection[str] = ()) -> Iterator[Batch]:
     """Copy in offset order, in tasks of consecutive files spread over forked worker processes
     (several reads in flight, no GIL between them); yields each task's finished files.
 
@@ -150,20 +151,20 @@ def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int]
         if hasattr(os, "posix_fadvise"):  # read what is asked, not the neighbours too
             os.posix_fadvise(fds[tar], 0, 0, os.POSIX_FADV_RANDOM)
 
-    def run(task: tuple[int, int]) -> list[Done]:
+    def run(task: tuple[int, int]) -> Batch:
         finished = []
         for job in ordered[task[0]:task[1]]:
             if stop.value:
                 break
             finished.append(place(folders, job) if place else copy_one(fds[job.tar], folders, job))
-        return finished
+        return batch(finished)
 
     parallel = workers > 1 and len(ordered) >= PARALLEL_MIN_FILES and can_fork()
     results = fork_map(run, tasks, workers, f"{out}: a copy") if parallel else map(run, tasks)
     try:
         for finished in results:
             yield finished
-            progress(sum(d.size for d in finished))
+            progress(sum(d.size for ds in finished.done.values() for d in ds))
     except OSError as e:
         raise LtError(write_error(out, e)) from None
     finally:
@@ -177,14 +178,14 @@ def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int]
 
 def stream_jobs(out: Path, f: BinaryIO, label: str, nested: bool, todo: list[Job], workers: int,
                 progress: Callable[[int], None], size: Optional[int],
-                on_cut: Callable[[str], None], staged: Collection[str] = ()) -> Iterator[list[Done]]:
+                on_cut: Callable[[str], None], staged: Collection[str] = ()) -> Iterator[Batch]:
     """Copy `todo` in one sequential pass over the tar `f` (the stream strategy). A tar that
     ends early ends the copy after the files before the cut; `on_cut` hears why."""
     folders = Folders(out, staged)
     try:
         for d in stream.stream_copy(f, label, nested, stream_wanted(todo, nested),
                                      functools.partial(write_one, folders), workers, size):
-            yield [d]
+            yield batch([d])
             progress(d.size)
     except stream.Cut as e:
         on_cut(str(e))
@@ -204,7 +205,7 @@ def write_error(out: Path, e: OSError) -> str:
 
 # --- a whole build ----------------------------------------------------------------------
 
-def record(out: Path, works: list[SplitWork], copied: Iterable[list[Done]],
+def record(out: Path, works: list[SplitWork], copied: Iterable[Batch],
            on_whole: Optional[Callable[[SplitWork, dict[str, Done]], None]] = None,
            ) -> dict[str, dict[str, Done]]:
     """Journal each batch of copied files under their splits, flushed per batch; returns every
@@ -232,15 +233,13 @@ def record(out: Path, works: list[SplitWork], copied: Iterable[list[Done]],
                                             [j.recheck for j in w.todo if j.recheck])
             for split in list(open_works):
                 settle(split)  # nothing to copy
-            for batch in copied:
-                for d in batch:
-                    split = d.rel.split("/", 1)[0]
-                    journals[split].add(d)
-                    done[split][d.rel] = d
-                for journal in journals.values():
-                    journal.flush()
-                touched = {d.rel.split("/", 1)[0] for d in batch}
-                for split in [s for s in open_works if s in touched]:
+            for finished in copied:
+                for split, lines in finished.lines.items():
+                    journals[split].write(lines)
+                    journals[split].flush()
+                for split, ds in finished.done.items():
+                    done[split].update(zip([d.rel for d in ds], ds))
+                for split in [s for s in open_works if s in finished.done]:
                     settle(split)
             whole = True
         finally:

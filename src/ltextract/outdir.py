@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Optional, TextIO
+from typing import Callable, Collection, Iterable, NamedTuple, Optional, TextIO
 
 from ltextract.base import LtError, unlink_quietly
 from ltextract.tarindex import ArchiveIndex, fingerprint
@@ -333,12 +333,30 @@ class Journal:
     def add(self, done: Done) -> None:
         self.file.write(_journal_line(done))
 
+    def write(self, lines: str) -> None:
+        """Lines a `Batch` rendered."""
+        self.file.write(lines)
+
     def flush(self) -> None:
         """After each batch of files: a killed run loses at most the lines of the batch in hand."""
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
+
+
+class Batch(NamedTuple):
+    """Files finished together, by split, with their journal lines rendered where they were
+    made (in a copy worker, in parallel): per file, the parent then only files the record."""
+    done: dict[str, list[Done]]
+    lines: dict[str, str]
+
+
+def batch(finished: Iterable[Done]) -> Batch:
+    done: dict[str, list[Done]] = {}
+    for d in finished:
+        done.setdefault(d.rel.partition("/")[0], []).append(d)
+    return Batch(done, {split: "".join(map(_journal_line, ds)) for split, ds in done.items()})
 
 
 def _open_nofollow(path: Path, flags: int, mode: str, buffering: int = -1) -> TextIO:

@@ -126,7 +126,7 @@ def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: lis
 
     def finish(w: resume.SplitWork, done: dict[str, Done]) -> None:
         src = srcs[TOP[w.split]]
-        if src.top not in damage:
+        if src.top not in damage and len(done) != len(w.jobs):  # (done holds listed files only)
             hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
             extract.check_complete([w], {w.split: done}, hint)
         records[w.split] = split_record(out, w, done, src, lists[w.split], link, started,

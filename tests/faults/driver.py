@@ -70,6 +70,21 @@ def _counted(fn: Callable, n: int, after: bool, when: Callable[..., bool] = lamb
     return wrapper
 
 
+def _lines_counted(write: Callable, n: int) -> Callable:
+    """Journal.write (a batch's lines) that dies before writing the batch holding line N."""
+    lines = _Count()
+
+    def wrapper(journal: Any, text: str) -> None:
+        with lines.value.get_lock():
+            before = lines.value.value
+            lines.value.value += text.count("\n")
+            hit = before < n <= lines.value.value
+        if hit:
+            _die()
+        write(journal, text)
+    return wrapper
+
+
 class _Os(types.ModuleType):
     """`os` for one module, with some functions replaced."""
 
@@ -124,8 +139,9 @@ def install(spec: str) -> None:
                 outdir.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
             elif target == "publish":  # a staged split whole and journaled, not yet renamed
                 resume.publish = _counted(resume.publish, n_, bool(after))
-            elif target == "journal_add":  # renamed, not yet journaled
+            elif target == "journal_add":  # the Nth file whole, not yet journaled
                 outdir.Journal.add = _counted(outdir.Journal.add, n_, bool(after))
+                outdir.Journal.write = _lines_counted(outdir.Journal.write, n_)
             elif target == "manifest_rename":  # a manifest/list/metadata temp file whole
                 base.os = _Os(replace=_counted(os.replace, n_, bool(after)))
             elif target == "write_split":  # files done, manifests not written
