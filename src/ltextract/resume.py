@@ -100,12 +100,12 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
             _remove(out / staging_name(split))  # OUT/<split> was made since: start afresh there
         empty = not os.path.lexists(root)  # then nothing in it needs looking at
         ensure_dir(root)
-        wnids = sorted({j.wnid for j in split_jobs})
+        wnids = {j.wnid for j in split_jobs}
         if staged and not empty:  # class folders a killed run made for another list would be published
             for entry in os.scandir(root):
                 if entry.name not in wnids:
                     _remove(Path(entry.path))
-        for wnid in wnids:
+        for wnid in sorted(wnids):
             if empty:
                 os.mkdir(root / wnid)
             else:
@@ -161,5 +161,5 @@ def publish_staged(out: Path, works: list[SplitWork], done: dict[str, dict[str, 
             for folder in os.scandir(root):
                 for entry in os.scandir(folder.path) if folder.is_dir(follow_symlinks=False) else ():
                     if f"{w.split}/{folder.name}/{entry.name}" not in ours:
-                        os.unlink(entry.path)
+                        _remove(Path(entry.path))
         publish(out, w.split)
