@@ -18,7 +18,8 @@ def test_quick_bench_prints_every_table(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     for title in ("Index of the full-count train tar", "Build of train + val + test",
-                  "Cold cache, realistic-size set", "Peak RSS of build at full count"):
+                  "Build of train + val + test, realistic-size set", "Cold cache, realistic-size set",
+                  "Peak RSS of build at full count"):
         assert title in r.stdout
     for row in ("index, fresh", "index, cached", "tarfile iteration", "ltextract build (seek)",
                 "ltextract build (seek, no index yet)",
