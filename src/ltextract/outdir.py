@@ -251,7 +251,6 @@ def still_there(folders: Folders, done: Done) -> bool:
         return False
 
 
-
 # --- journal ----------------------------------------------------------------------------
 
 def journal_path(out: Path, split: str) -> Path:

@@ -72,7 +72,7 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         work = resume.prepare(out, {s: jobs[s] for s in lists}, identities, lists, partial=cut)
         # a split whose copy never started (an earlier source failed) is published as it is too
         stack.callback(resume.publish_staged, out, work, {w.split: {d.rel: d for d in w.kept}
-                                                          for w in work}, False)
+                                                          for w in work if w.staged}, False)
         # one Placer per mode, so a reflink fallback is announced once per run
         placers = {mode: links.Placer(mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
         place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
