@@ -189,9 +189,9 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
         return
     global _shared
     _shared = (buf, reader, where)
-    step = -(-len(spans) // (workers * TASKS_PER_WORKER))
     if _in_page_cache(reader, spans):  # no reads to overlap: more processes than cores take turns
         workers = min(workers, max(2, os.cpu_count() or 1))
+    step = -(-len(spans) // (workers * TASKS_PER_WORKER))
     tasks = [spans[i:i + step] for i in range(0, len(spans), step)]
     try:
         for result in fork_map(_scan_task, tasks, workers, f"{where}: a header-scan"):
