@@ -19,6 +19,7 @@ from ltextract.outdir import Done
 from ltextract.sources import TARS
 from ltextract.splits import TOP, SplitList, check_split, load_lists
 from ltextract.ui import bar, say, warn
+from ltextract.workers import alongside, can_fork
 
 
 
@@ -36,9 +37,15 @@ class BuildRequest:
     workers: int
 
 
+#: Each tar's splits are built in a process of their own, side by side, when both tars hold at
+#: least this many listed files: the planning of one then overlaps the copying of the other
+#: (a serial second of a full build), and each side has its own parent to feed its workers.
+SIDE_MIN_FILES = 10_000
+
+
 def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
     """Build every requested split into req.out; returns the summary `--json` prints."""
-    out, srcs, how, link, workers = req.out, req.srcs, req.how, req.link, req.workers
+    out = req.out
     outdir.prepare_out(out)
     with outdir.OutLock(out), contextlib.ExitStack() as stack:
         if gc.isenabled():  # ~10 records per listed file, all kept to the end: collections would
@@ -49,8 +56,42 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         for split, sl in lists.items():
             check_split(split, sl.entries, Path(sl.source).name)
         manifest.check_format(out, req.splits, req.fmt)
-        for src in srcs.values():
+        for src in req.srcs.values():
             say(src.describe(), quiet)
+        apart = side_by_side(req, lists)
+        if not apart:
+            return build_lists(req, lists, quiet)
+        # the side process reports its splits here, where ltextract.json is written (one writer)
+        aside = {s: sl for s, sl in lists.items() if s in apart}
+        with alongside(lambda: build_lists(req, aside, True, metadata=False),
+                               f"the build of {' + '.join(aside)}") as join:
+            summary = build_lists(req, {s: sl for s, sl in lists.items() if s not in apart}, quiet)
+            records = join()["splits"]
+        for split, record in records.items():
+            src = req.srcs[TOP[split]]
+            manifest.update_metadata(out, split, split_metadata(record, src, req.link))
+            say(split_line(split, record), quiet)
+        summary["splits"] = {s: summary["splits"].get(s) or records[s] for s in lists}
+        return summary
+
+
+def side_by_side(req: BuildRequest, lists: dict[str, SplitList]) -> set[str]:
+    """The splits of the val tar, when they are to be built in a process of their own."""
+    if req.fmt != "folders" or req.workers < 2 or not can_fork() or set(req.srcs) != set(TARS):
+        return set()
+    if any(req.how[t] != "seek" or s.kind != "tar" for t, s in req.srcs.items()):
+        return set()
+    sizes = {top: sum(len(sl.entries) for s, sl in lists.items() if TOP[s] == top) for top in TARS}
+    return {s for s in lists if TOP[s] == "val"} if min(sizes.values()) >= SIDE_MIN_FILES else set()
+
+
+def build_lists(req: BuildRequest, lists: dict[str, SplitList], quiet: bool,
+                metadata: bool = True) -> dict[str, Any]:
+    """Index, plan, copy and record the splits in `lists`, whichever tars they need.
+    `metadata=False`: ltextract.json is left to the caller (a build side by side)."""
+    out, how, link, workers = req.out, req.how, req.link, req.workers
+    srcs = {t: s for t, s in req.srcs.items() if any(TOP[split] == t for split in lists)}
+    with contextlib.ExitStack() as stack:
         # a stream uses an index only when one is already cached; otherwise it needs none
         cached = {top: indexfile.load(src.path, top == "train") for top, src in srcs.items()
                   if how[top] == "stream" and src.kind != "stdin"}
@@ -86,7 +127,7 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         for tops in passes(srcs, how, place):
             records.update(copy_source(out, {t: srcs[t] for t in tops}, how[tops[0]],
                                        [w for w in work if TOP[w.split] in tops], lists, workers,
-                                       quiet, place.get(tops[0]), link, damage))
+                                       quiet, place.get(tops[0]), link, damage, metadata))
         for top, why in damage.items():
             kept = sum(records[s]["files"] for s in lists if TOP[s] == top)
             listed = sum(len(lists[s].entries) for s in lists if TOP[s] == top)
@@ -113,7 +154,8 @@ def passes(srcs: dict[str, sources.Source], how: dict[str, str],
 
 def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: list[resume.SplitWork],
                 lists: dict[str, SplitList], workers: int, quiet: bool,
-                place: Optional[extract.Place], link: str, damage: dict[str, str]) -> dict[str, Any]:
+                place: Optional[extract.Place], link: str, damage: dict[str, str],
+                metadata: bool = True) -> dict[str, Any]:
     """Copy every split served by `srcs` (train and val from the train tar) in one pass; each
     split's manifests are written as soon as its last file is in. Returns the splits' records;
     a truncated tar (the index says so in `damage`, a stream finds out and adds it there) has
@@ -130,7 +172,7 @@ def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: lis
             hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
             extract.check_complete([w], {w.split: done}, hint)
         records[w.split] = split_record(out, w, done, src, lists[w.split], link, started,
-                                        src.top not in damage, quiet)
+                                        src.top not in damage, quiet, metadata)
 
     with bar(f"{' + '.join(w.split for w in works)} ({how})",
              sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
@@ -153,8 +195,10 @@ def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: lis
 
 
 def split_record(out: Path, w: resume.SplitWork, done: dict[str, Done], src: sources.Source,
-                 sl: SplitList, link: str, started: float, whole: bool, quiet: bool) -> dict[str, Any]:
-    """A split's entry in the summary; for a `whole` one, its manifests and metadata too."""
+                 sl: SplitList, link: str, started: float, whole: bool, quiet: bool,
+                 metadata: bool = True) -> dict[str, Any]:
+    """A split's entry in the summary; for a `whole` one, its manifests and (with `metadata`)
+    its entry in ltextract.json too."""
     finished = done.get
     rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs if (d := finished(j.rel))]
     rechecked = sum(d.rechecked for d in done.values())
@@ -163,14 +207,22 @@ def split_record(out: Path, w: resume.SplitWork, done: dict[str, Done], src: sou
               "seconds": round(time.monotonic() - started, 3), "list": list_record(sl)}
     if whole:
         manifest.write_split(out, w.split, rows)
-        manifest.update_metadata(out, w.split, {k: record[k] for k in ("files", "bytes", "list")}
-                                 | {"format": "folders", "source": src.kind,
-                                    "link": link if src.kind == "tree" else "copy"})
-        say(f"{w.split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
-            f" (copied {record['copied']:,}, kept {record['kept']:,},"
-            f" kept after re-check {record['kept_rechecked']:,}) in {record['seconds']:.1f} s",
-            quiet)
+        if metadata:
+            manifest.update_metadata(out, w.split, split_metadata(record, src, link))
+            say(split_line(w.split, record), quiet)
     return record
+
+
+def split_metadata(record: dict[str, Any], src: sources.Source, link: str) -> dict[str, Any]:
+    """What ltextract.json says of a split built as folders."""
+    return {k: record[k] for k in ("files", "bytes", "list")} | {
+        "format": "folders", "source": src.kind, "link": link if src.kind == "tree" else "copy"}
+
+
+def split_line(split: str, record: dict[str, Any]) -> str:
+    return (f"{split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
+            f" (copied {record['copied']:,}, kept {record['kept']:,},"
+            f" kept after re-check {record['kept_rechecked']:,}) in {record['seconds']:.1f} s")
 
 
 def list_record(sl: SplitList) -> dict[str, Any]:

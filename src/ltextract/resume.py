@@ -92,35 +92,49 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
 
     `identities` maps a list top to its source's identity (`tar_identity` for a tar); splits
     in `partial` (from a truncated tar) hold only some of their files, so none are dropped."""
-    work = []
-    for split, split_jobs in jobs.items():
-        staged = not os.path.lexists(out / split)  # a first build of it, or one killed before publishing
-        root = out / (staging_name(split) if staged else split)
-        if not staged:
-            _remove(out / staging_name(split))  # OUT/<split> was made since: start afresh there
-        empty = not os.path.lexists(root)  # then nothing in it needs looking at
-        ensure_dir(root)
-        wnids = {j.wnid for j in split_jobs}
-        if staged and not empty:  # class folders a killed run made for another list would be published
-            for entry in os.scandir(root):
-                if entry.name not in wnids:
-                    _remove(Path(entry.path))
-        for wnid in sorted(wnids):
-            if empty:
-                os.mkdir(root / wnid)
-            else:
-                ensure_dir(root / wnid)
-        identity = identities[lists[split].entries[0].top]
-        journaled = read_journal_entries(out, split)
-        in_stage = (split,) if staged else ()
-        kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity),
-                             in_stage, look=not empty)
-        if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
-            _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs},
-                           in_stage)
-        work.append(SplitWork(split, split_jobs, identity, kept, todo, staged))
-    check_space(out, [j for w in work for j in w.todo])
+    work: list[SplitWork] = []
+    made: list[Path] = []  # staging folders made here: gone again if this fails or is stopped
+    try:
+        for split, split_jobs in jobs.items():
+            _prepare_split(out, split, split_jobs, identities, lists, partial, work, made)
+        check_space(out, [j for w in work for j in w.todo])
+    except BaseException:
+        for root in made:
+            _remove(root)
+        raise
     return work
+
+
+def _prepare_split(out: Path, split: str, split_jobs: list[Job], identities: dict[str, str],
+                   lists: dict[str, SplitList], partial: set[str], work: list[SplitWork],
+                   made: list[Path]) -> None:
+    staged = not os.path.lexists(out / split)  # a first build of it, or one killed before publishing
+    root = out / (staging_name(split) if staged else split)
+    if not staged:
+        _remove(out / staging_name(split))  # OUT/<split> was made since: start afresh there
+    empty = not os.path.lexists(root)  # then nothing in it needs looking at
+    if staged and empty:
+        made.append(root)
+    ensure_dir(root)
+    wnids = {j.wnid for j in split_jobs}
+    if staged and not empty:  # class folders a killed run made for another list would be published
+        for entry in os.scandir(root):
+            if entry.name not in wnids:
+                _remove(Path(entry.path))
+    for wnid in sorted(wnids):
+        if empty:
+            os.mkdir(root / wnid)
+        else:
+            ensure_dir(root / wnid)
+    identity = identities[lists[split].entries[0].top]
+    journaled = read_journal_entries(out, split)
+    in_stage = (split,) if staged else ()
+    kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity),
+                         in_stage, look=not empty)
+    if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
+        _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs},
+                       in_stage)
+    work.append(SplitWork(split, split_jobs, identity, kept, todo, staged))
 
 
 def _remove(path: Path) -> None:

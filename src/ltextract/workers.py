@@ -7,17 +7,20 @@ job list) without pickling it; only each item and its result cross a pipe.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from ltextract.base import LtError
 
@@ -89,3 +92,115 @@ def _quiet_worker(parent: int) -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the line above
         os._exit(1)
+
+
+class _SideFailed(Exception):
+    """Raised in the parent (SIGUSR1) when the process `alongside` started has failed."""
+
+
+def _side_failed(signum: int, frame: object) -> None:
+    raise _SideFailed()
+
+
+@contextmanager
+def alongside(fn: Callable[[], R], what: str) -> Iterator[Callable[[], R]]:
+    """Run `fn()` in a forked process while the caller goes on; yields `join`, which waits
+    for it and returns its result, or raises its error (an LtError, an OSError) here.
+
+    Its failure interrupts the caller at once (SIGUSR1), so an error is reported when it
+    happens, not once the caller's own work is done; the caller failing or stopped (Ctrl-C,
+    SIGTERM) stops it (SIGTERM) and waits for it, so nothing writes once this has returned."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGUSR1, _side_failed) if main else None
+    r, w = os.pipe()
+    parent = os.getpid()
+    with _signals_held():
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            _side(fn, w, parent)
+    os.close(w)
+    outcome: list[tuple[str, Any]] = []
+
+    def join() -> R:
+        if not outcome:
+            outcome.append(_wait(pid, r))
+        kind, value = outcome[0]
+        if kind != "ok":
+            raise _side_error(kind, value, what)
+        return value
+
+    try:
+        yield join
+    except BaseException as e:
+        if main:
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # it may fail of its own as it stops
+        if not outcome:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            outcome.append(_wait(pid, r))
+        if isinstance(e, _SideFailed):
+            raise _side_error(*outcome[0], what) from None
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGUSR1, previous)
+        os.close(r)
+
+
+def _side(fn: Callable[[], Any], w: int, parent: int) -> None:
+    """The process `alongside` starts: `fn()`, its outcome pickled to the parent. Never returns."""
+    status = 1
+    try:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the first stops it; cleanup then runs unbroken
+            signal.signal(sig, _stop_once)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        try:
+            answer: tuple[str, Any] = ("ok", fn())
+        except KeyboardInterrupt:
+            answer = ("stopped", None)
+        except LtError as e:
+            answer = ("error", str(e))
+        except OSError as e:
+            answer = ("oserror", (e.errno, e.strerror, e.filename))
+        except Exception:  # a bug: the parent shows it, traceback and all
+            answer = ("crash", traceback.format_exc())
+        data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(w, view):]
+        if answer[0] not in ("ok", "stopped"):
+            os.kill(parent, signal.SIGUSR1)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _stop_once(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt()
+
+
+def _wait(pid: int, r: int) -> tuple[str, Any]:
+    chunks = []
+    while chunk := os.read(r, 1 << 20):
+        chunks.append(chunk)
+    os.waitpid(pid, 0)
+    return pickle.loads(b"".join(chunks)) if chunks else ("died", None)
+
+
+def _side_error(kind: str, value: Any, what: str) -> BaseException:
+    if kind == "error":
+        return LtError(value)
+    if kind == "oserror":
+        return OSError(*value)
+    if kind == "crash":
+        return RuntimeError(f"{what} failed:\n{value}")
+    if kind == "stopped":
+        return LtError(f"{what} was stopped by a signal; finished files are kept, re-run to complete")
+    return LtError(f"{what} process died (out of memory, or killed)")

@@ -11,6 +11,9 @@ SPEC (comma-separated):
   parallel               class tars are scanned, and files copied, in worker processes however
                          few there are, a few files per copy task (faults then hit the workers;
                          a kill in a copy worker kills the whole build, as a power cut would)
+  alongside              the val tar's splits are built in a process of their own however few
+                         files there are; with SIDES_LOG set, each side appends
+                         "<pid> <splits>" to that file
   fill:PATH:WHEN         another process fills the file system holding PATH (with PATH itself)
                          at WHEN: journal | copy:N | manifest
 TARGET is one of the names in TARGETS below.
@@ -26,7 +29,8 @@ import time
 import types
 from typing import Any, Callable
 
-from ltextract import base, cli, extract, indexfile, manifest, outdir, resume, tarheader, tarindex, tarwalk
+from ltextract import (base, cli, extract, indexfile, manifest, outdir, pipeline, resume, tarheader, tarindex,
+                       tarwalk)
 
 SCAN_STARTED = "driver: header scan started"
 BUILD = os.getpid()  # the build's own process; copy and scan workers are forked from it
@@ -173,6 +177,17 @@ def install(spec: str) -> None:
             tarindex.PARALLEL_MIN_SPANS = 1
             extract.PARALLEL_MIN_FILES = 1
             extract.TASK_FILES = 4
+        elif kind == "alongside":
+            pipeline.SIDE_MIN_FILES = 1
+            log = os.environ.get("SIDES_LOG")
+            if log:
+                build_lists = pipeline.build_lists
+
+                def logged(req: Any, lists: dict, *args: Any, **kw: Any) -> Any:
+                    with open(log, "a") as f:
+                        f.write(f"{os.getpid()} {' '.join(lists)}\n")
+                    return build_lists(req, lists, *args, **kw)
+                pipeline.build_lists = logged
         elif kind == "fill":
             path, when = rest.split(":", 1)
             _fill_at(path, when)
