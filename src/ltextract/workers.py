@@ -103,9 +103,10 @@ def _side_failed(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def alongside(fn: Callable[[], R], what: str) -> Iterator[Callable[[], R]]:
+def alongside(fn: Callable[[], R], what: str, nice: int = 0) -> Iterator[Callable[[], R]]:
     """Run `fn()` in a forked process while the caller goes on; yields `join`, which waits
     for it and returns its result, or raises its error (an LtError, an OSError) here.
+    `nice`: its priority below the caller's (nice(2)), for work that can fill in around it.
 
     Its failure interrupts the caller at once (SIGUSR1), so an error is reported when it
     happens, not once the caller's own work is done; the caller failing or stopped (Ctrl-C,
@@ -118,7 +119,7 @@ def alongside(fn: Callable[[], R], what: str) -> Iterator[Callable[[], R]]:
         pid = os.fork()
         if pid == 0:
             os.close(r)
-            _side(fn, w, parent)
+            _side(fn, w, parent, nice)
     os.close(w)
     outcome: list[tuple[str, Any]] = []
 
@@ -148,7 +149,7 @@ def alongside(fn: Callable[[], R], what: str) -> Iterator[Callable[[], R]]:
         os.close(r)
 
 
-def _side(fn: Callable[[], Any], w: int, parent: int) -> None:
+def _side(fn: Callable[[], Any], w: int, parent: int, nice: int) -> None:
     """The process `alongside` starts: `fn()`, its outcome pickled to the parent. Never returns."""
     status = 1
     try:
@@ -159,6 +160,8 @@ def _side(fn: Callable[[], Any], w: int, parent: int) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):  # the first stops it; cleanup then runs unbroken
             signal.signal(sig, _stop_once)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        if nice:
+            os.nice(nice)  # its workers, forked later, inherit it
         try:
             answer: tuple[str, Any] = ("ok", fn())
         except KeyboardInterrupt:

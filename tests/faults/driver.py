@@ -13,7 +13,7 @@ SPEC (comma-separated):
                          a kill in a copy worker kills the whole build, as a power cut would)
   alongside              the val tar's splits are built in a process of their own however few
                          files there are; with SIDES_LOG set, each side appends
-                         "<pid> <splits>" to that file
+                         "<pid> <niceness> <splits>" to that file
   fill:PATH:WHEN         another process fills the file system holding PATH (with PATH itself)
                          at WHEN: journal | copy:N | manifest
 TARGET is one of the names in TARGETS below.
@@ -185,7 +185,7 @@ def install(spec: str) -> None:
 
                 def logged(req: Any, lists: dict, *args: Any, **kw: Any) -> Any:
                     with open(log, "a") as f:
-                        f.write(f"{os.getpid()} {' '.join(lists)}\n")
+                        f.write(f"{os.getpid()} {os.nice(0)} {' '.join(lists)}\n")
                     return build_lists(req, lists, *args, **kw)
                 pipeline.build_lists = logged
         elif kind == "fill":

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ltextract import pipeline
 from fault_util import (assert_no_partial, build, build_args, completes, driver_cmd, fails, run_faulty,
                         temporaries)
 from test_fault_signals import _session_members, wait_for_files
@@ -21,8 +22,11 @@ def test_the_val_tar_is_built_alongside_with_the_same_result(manual, out, env, t
     log = tmp_path / "sides.log"
     r = run_faulty("alongside", manual, out, {**env, "SIDES_LOG": str(log)}, "--json")
     assert r.returncode == 0, r.stderr
-    sides = dict(line.split(" ", 1)[::-1] for line in log.read_text().splitlines())
-    assert set(sides) == {"train val", "test"} and len(set(sides.values())) == 2, sides
+    sides = {splits: (pid, int(nice)) for pid, nice, splits in
+             (line.split(" ", 2) for line in log.read_text().splitlines())}
+    assert set(sides) == {"train val", "test"}, sides
+    assert sides["train val"][0] != sides["test"][0]  # two processes
+    assert sides["test"][1] == min(19, sides["train val"][1] + pipeline.SIDE_NICENESS)
     assert set(json.loads(r.stdout)["splits"]) == {"train", "val", "test"}
     plain = tmp_path / "plain"
     assert build(manual, plain, env).returncode == 0
