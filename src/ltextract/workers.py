@@ -94,12 +94,13 @@ def _quiet_worker(parent: int) -> None:
         os._exit(1)
 
 
-class _SideFailed(Exception):
-    """Raised in the parent (SIGUSR1) when the process `alongside` started has failed."""
+class _SideFailed(LtError):
+    """Raised in the parent (SIGUSR1) when the process `alongside` started has failed; replaced
+    by that failure once it is read (an LtError itself, should a race leave it unreplaced)."""
 
 
 def _side_failed(signum: int, frame: object) -> None:
-    raise _SideFailed()
+    raise _SideFailed("a build process alongside this one failed")
 
 
 @contextmanager
@@ -125,6 +126,8 @@ def alongside(fn: Callable[[], R], what: str, nice: int = 0) -> Iterator[Callabl
 
     def join() -> R:
         if not outcome:
+            if main:  # its failure is read from the pipe now: a signal would cut the reading short
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             outcome.append(_wait(pid, r))
         kind, value = outcome[0]
         if kind != "ok":
