@@ -67,6 +67,7 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
             return build_lists(req, lists, quiet)
         # the side process reports its splits here, where ltextract.json is written (one writer)
         aside = {s: sl for s, sl in lists.items() if s in apart}
+        say(f"{' + '.join(aside)}: copied alongside, in a process of its own (no progress bar)", quiet)
         with alongside(lambda: build_lists(req, aside, True, metadata=False),
                                f"the build of {' + '.join(aside)}", SIDE_NICENESS) as join:
             summary = build_lists(req, {s: sl for s, sl in lists.items() if s not in apart}, quiet)
