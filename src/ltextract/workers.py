@@ -187,9 +187,15 @@ def _side(fn: Callable[[], Any], w: int, parent: int, nice: int) -> None:
 
 
 def _stop_once(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # absorbed in Python, not SIG_IGN: one already caught in C (Ctrl-C to the group, then the
+    # parent's SIGTERM) would be reported "ignored due to race condition" on stderr
+    signal.signal(signal.SIGINT, _absorb)
+    signal.signal(signal.SIGTERM, _absorb)
     raise KeyboardInterrupt()
+
+
+def _absorb(signum: int, frame: object) -> None:
+    """A second stop signal: the first one's cleanup runs on."""
 
 
 def _wait(pid: int, r: int) -> tuple[str, Any]:
