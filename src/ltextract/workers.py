@@ -94,34 +94,16 @@ def _quiet_worker(parent: int) -> None:
         os._exit(1)
 
 
-class _SideFailed(LtError):
-    """Raised in the parent (SIGUSR1) when the process `alongside` started has failed; replaced
-    by that failure once it is read (an LtError itself, should a race leave it unreplaced)."""
-
-
-def _side_failed(signum: int, frame: object) -> None:
-    raise _SideFailed("a build process alongside this one failed")
-
-
 @contextmanager
 def alongside(fn: Callable[[], R], what: str, nice: int = 0) -> Iterator[Callable[[], R]]:
     """Run `fn()` in a forked process while the caller goes on; yields `join`, which waits
     for it and returns its result, or raises its error (an LtError, an OSError) here.
     `nice`: its priority below the caller's (nice(2)), for work that can fill in around it.
 
-    Its failure interrupts the caller at once (SIGUSR1), so an error is reported when it
-    happens, not once the caller's own work is done; the caller failing or stopped (Ctrl-C,
-    SIGTERM) stops it (SIGTERM) and waits for it, so nothing writes once this has returned."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGUSR1, _side_failed) if main else None
-    r, w = os.pipe()
-    parent = os.getpid()
-    with _signals_held():
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            _side(fn, w, parent, nice)
-    os.close(w)
+    Its failure interrupts the caller at once (SIGUSR1, in the main thread; elsewhere it is
+    raised at the join), so an error is reported when it happens, not once the caller's own
+    work is done; the caller failing or stopped (Ctrl-C, SIGTERM) stops it (SIGTERM) and waits
+    for it, so nothing writes once this has returned."""
     outcome: list[tuple[str, Any]] = []
 
     def join() -> R:
@@ -134,17 +116,34 @@ def alongside(fn: Callable[[], R], what: str, nice: int = 0) -> Iterator[Callabl
             raise _side_error(kind, value, what)
         return value
 
+    def failed(signum: int, frame: object) -> None:
+        """It has failed, and its answer is written: raise that here and now, wherever this is."""
+        join()
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGUSR1, failed) if main else None
+    # held until the `try` below: raised in the fork's after-fork hooks, it would be lost
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    r, w = os.pipe()
+    parent = os.getpid()
+    with _signals_held():
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            _side(fn, w, parent, nice, main)
+    os.close(w)
+
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         yield join
-    except BaseException as e:
+        join()  # the caller's work is done: the side's outcome counts even if it was not asked for
+    except BaseException:
         if main:
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # it may fail of its own as it stops
         if not outcome:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             outcome.append(_wait(pid, r))
-        if isinstance(e, _SideFailed):
-            raise _side_error(*outcome[0], what) from None
         raise
     finally:
         if main:
@@ -152,8 +151,9 @@ def alongside(fn: Callable[[], R], what: str, nice: int = 0) -> Iterator[Callabl
         os.close(r)
 
 
-def _side(fn: Callable[[], Any], w: int, parent: int, nice: int) -> None:
-    """The process `alongside` starts: `fn()`, its outcome pickled to the parent. Never returns."""
+def _side(fn: Callable[[], Any], w: int, parent: int, nice: int, interrupt: bool) -> None:
+    """The process `alongside` starts: `fn()`, its outcome pickled to the parent, which a failure
+    interrupts (SIGUSR1) if it can handle the signal (`interrupt`). Never returns."""
     status = 1
     try:
         if sys.platform.startswith("linux"):
@@ -163,6 +163,7 @@ def _side(fn: Callable[[], Any], w: int, parent: int, nice: int) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):  # the first stops it; cleanup then runs unbroken
             signal.signal(sig, _stop_once)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         if nice:
             os.nice(nice)  # its workers, forked later, inherit it
         try:
@@ -179,7 +180,7 @@ def _side(fn: Callable[[], Any], w: int, parent: int, nice: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(w, view):]
-        if answer[0] not in ("ok", "stopped"):
+        if interrupt and answer[0] not in ("ok", "stopped"):
             os.kill(parent, signal.SIGUSR1)
         status = 0
     finally:
