@@ -69,7 +69,7 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         aside = {s: sl for s, sl in lists.items() if s in apart}
         say(f"{' + '.join(aside)}: copied alongside, in a process of its own (no progress bar)", quiet)
         with alongside(lambda: build_lists(req, aside, True, metadata=False),
-                               f"the build of {' + '.join(aside)}", SIDE_NICENESS) as join:
+                       f"the build of {' + '.join(aside)}", SIDE_NICENESS) as join:
             summary = build_lists(req, {s: sl for s, sl in lists.items() if s not in apart}, quiet)
             records = join()["splits"]
         for split, record in records.items():

@@ -96,7 +96,7 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
     made: list[Path] = []  # staging folders made here: gone again if this fails or is stopped
     try:
         for split, split_jobs in jobs.items():
-            _prepare_split(out, split, split_jobs, identities, lists, partial, work, made)
+            work.append(_prepare_split(out, split, split_jobs, identities, lists, partial, made))
         check_space(out, [j for w in work for j in w.todo])
     except BaseException:
         for root in made:
@@ -106,8 +106,8 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
 
 
 def _prepare_split(out: Path, split: str, split_jobs: list[Job], identities: dict[str, str],
-                   lists: dict[str, SplitList], partial: set[str], work: list[SplitWork],
-                   made: list[Path]) -> None:
+                   lists: dict[str, SplitList], partial: set[str], made: list[Path]) -> SplitWork:
+    """One split of `prepare`; a staging folder it is about to make is noted in `made` first."""
     staged = not os.path.lexists(out / split)  # a first build of it, or one killed before publishing
     root = out / (staging_name(split) if staged else split)
     if not staged:
@@ -134,7 +134,7 @@ def _prepare_split(out: Path, split: str, split_jobs: list[Job], identities: dic
     if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
         _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs},
                        in_stage)
-    work.append(SplitWork(split, split_jobs, identity, kept, todo, staged))
+    return SplitWork(split, split_jobs, identity, kept, todo, staged)
 
 
 def _remove(path: Path) -> None:

@@ -54,6 +54,7 @@ def test_too_little_space_is_refused_before_copying(tmpfs, manual, env, want):
     mnt = tmpfs("200k")
     fails(build(manual, mnt / "out", env), "not enough free space", str(mnt / "out"))
     assert not [p for p in (mnt / "out").rglob("*") if p.is_file() and ".ltextract" not in p.parts]
+    assert temporaries(mnt / "out") == []  # nor the staging folders made on the way
 
 
 def _no_work_done(env: dict) -> None:
