@@ -14,6 +14,7 @@ import click
 
 from ltextract import __version__, links, manifest, multipart, pipeline, shards, sources, stream
 from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
+from ltextract.outdir import raise_open_files
 from ltextract.pipeline import load_index
 from ltextract.sources import TARS
 from ltextract.splits import SPLITS, TOP
@@ -181,6 +182,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
     if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):
         raise LtError(f"--link {link} needs an extracted tree as source, but "
                       + "; ".join(s.describe() for s in srcs.values()))
+    raise_open_files()  # a folder held open per class folder written (`folders_per_process`)
     summary = pipeline.run_build(pipeline.BuildRequest(
         out, chosen, splits_dir, urls, srcs, how, fmt, shard_spec, link, workers), quiet)
     if as_json:

@@ -21,8 +21,8 @@ from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract import stream
 from ltextract.base import LtError, TarError
-from ltextract.outdir import (Batch, Done, Folders, Journal, batch, journal_path, place_atomically,
-                              still_there)
+from ltextract.outdir import (Batch, Done, Folders, Journal, batch, folders_per_process, journal_path,
+                              place_atomically, still_there)
 from ltextract.resume import SplitWork, publish_staged
 from ltextract.workers import can_fork, fork_map
 from ltextract.splits import SplitList
@@ -149,7 +149,7 @@ def copy_jobs(out: Path, todo: list[Job], workers: int, progress: Callable[[int]
     tasks = [(i, min(i + TASK_FILES, len(ordered))) for i in range(0, len(ordered), TASK_FILES)]
     stop = multiprocessing.Value("b", 0, lock=False)  # shared with the workers: set, they stop
     fds: dict[Path, int] = {}
-    folders = Folders(out, staged)
+    folders = Folders(out, staged, folders_per_process())
     for tar in {j.tar for j in todo} if place is None else ():
         fds[tar] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
         if hasattr(os, "posix_fadvise"):  # read what is asked, not the neighbours too

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import re
+import resource
 import stat
 import tempfile
 import threading
@@ -139,11 +140,12 @@ class Folders:
     same OUT-relative names. Each thread keeps its own few open, so none is closed under
     another thread's feet; forked copy workers inherit them. `close` once every thread is done."""
 
-    KEEP = 8  # a copy task or a stream writes into one or two class folders at a time
+    KEEP = 8  # a stream's thread writes into one or two class folders at a time
 
-    def __init__(self, out: Path, staged: Collection[str] = ()):
+    def __init__(self, out: Path, staged: Collection[str] = (), keep: int = KEEP):
         self.out = out
         self.staged = frozenset(staged)
+        self.keep = keep
         self._root = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._local = threading.local()
         self._caches: list[dict[str, int]] = []
@@ -158,7 +160,7 @@ class Folders:
                 self._caches.append(cache)
         fd = cache.pop(folder, -1)  # re-inserted below: the dict's order is least recent first
         if fd < 0:
-            if len(cache) >= self.KEEP:
+            if len(cache) >= self.keep:
                 os.close(cache.pop(next(iter(cache))))
             fd = self._open(folder)
         cache[folder] = fd
@@ -200,6 +202,23 @@ class Folders:
                 os.close(fd)
             cache.clear()
         os.close(self._root)
+
+
+def folders_per_process() -> int:
+    """How many folders a single-threaded writer keeps open: every class folder of a flat
+    tar's split, whose consecutive files go to any of 1,000 folders (with 8, two folder opens
+    per file), within half the open-file limit (forked workers also hold the parent's)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(Folders.KEEP, min(4096, (soft - 64) // 2))
+
+
+def raise_open_files(wanted: int = 8192) -> None:
+    """Lift the soft open-file limit towards the hard one (often 1,024 of 1M or more), so
+    `folders_per_process` can keep every class folder open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def unlink_at(dir_fd: int, name: str) -> None:
