@@ -51,10 +51,16 @@ def test_nested_locate_is_the_reference(groups, keys):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_name, max_size=10), st.dictionaries(_file, st.sampled_from(WNIDS), max_size=8))
-def test_flat_locate_is_the_reference(members, files):
-    """A flat tar (val) has no wnid in its names: each listed file's wnid comes from the list."""
+@given(st.lists(_name, max_size=10), st.sets(st.tuples(st.sampled_from(WNIDS), _file), max_size=8))
+def test_flat_locate_is_the_reference(members, keys):
+    """A flat tar (val) has no wnid in its names: each listed file's wnid comes from the list,
+    and a file listed under two wnids is found for both."""
     index = make_index(False, [("", members)])
-    keys = {(wnid, file) for file, wnid in files.items()}
     assert locate(index, keys) == reference(index, keys)
+
+
+def test_flat_file_listed_under_two_wnids_is_found_for_both():
+    index = make_index(False, [("", [b"a.JPEG", b"b.JPEG"])])
+    keys = {(WNIDS[0], "b.JPEG"), (WNIDS[1], "b.JPEG")}
+    assert locate(index, keys) == {k: (Path("/x.tar"), 101, 8) for k in keys}
 
