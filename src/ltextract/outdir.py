@@ -137,8 +137,10 @@ class Folders:
     walked per file and a link swapped in for a folder during a build is refused, not followed.
 
     Splits in `staged` are written in their staging folders (`staging_name`), under the
-    same OUT-relative names. Each thread keeps its own few open, so none is closed under
-    another thread's feet; forked copy workers inherit them. `close` once every thread is done."""
+    same OUT-relative names. Each thread keeps its own `keep` most recently used open, so none
+    is closed under another thread's feet (a stream's threads: a few each; a copy worker, alone
+    in its process: `folders_per_process`); forked copy workers inherit them. `close` once
+    every thread is done."""
 
     KEEP = 8  # a stream's thread writes into one or two class folders at a time
 
