@@ -220,7 +220,8 @@ def raise_open_files(wanted: int = 8192) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        with contextlib.suppress(ValueError, OSError):  # a sandbox may refuse: fewer kept open
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def unlink_at(dir_fd: int, name: str) -> None:
