@@ -207,16 +207,14 @@ class Folders:
 
 
 def folders_per_process() -> int:
-    """How many folders a single-threaded writer keeps open: every class folder of a flat
-    tar's split, whose consecutive files go to any of 1,000 folders (with 8, two folder opens
-    per file), within half the open-file limit (forked workers also hold the parent's)."""
+    """Folders a single-threaded writer keeps open: all of a flat tar's 1,000 class folders (its
+    files go to each in turn), within half the open-file limit (workers hold the parent's too)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(Folders.KEEP, min(4096, (soft - 64) // 2))
 
 
 def raise_open_files(wanted: int = 8192) -> None:
-    """Lift the soft open-file limit towards the hard one (often 1,024 of 1M or more), so
-    `folders_per_process` can keep every class folder open."""
+    """Lift the soft open-file limit (often 1,024) towards the hard one, for `folders_per_process`."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
