@@ -139,6 +139,15 @@ def regular_files(tree: Path) -> Iterator[str]:
                 yield entry.path
 
 
+def check_space(folder: Path, rounds: int) -> None:
+    """Every output is kept until the end (see `clear`): about 10 GB a round at full count and
+    realistic sizes. Said at the start, not found by a build refused for space minutes later."""
+    need, free = 6e9 + 10e9 * rounds, shutil.disk_usage(folder).free
+    if free < need:
+        say(f"warning: {free / 1e9:.0f} GB free under {folder}; {rounds} round(s) keep about"
+            f" {need / 1e9:.0f} GB of outputs until the end (builds refused for space would stop it)")
+
+
 def remove(path: Path) -> None:
     if path.exists():
         subprocess.run(["rm", "-rf", str(path)], check=True)
@@ -416,6 +425,8 @@ def main() -> None:
     work = data / "work"
     remove(work)
     work.mkdir(parents=True)
+    if not args.quick:
+        check_space(work, rounds)
     global TRASH
     TRASH = work / ".trash"
     report = [f"Machine: {machine()}. Medians of {rounds} alternating round(s); tarfile and GNU tar"
