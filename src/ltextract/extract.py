@@ -90,11 +90,13 @@ def locate(index: ArchiveIndex, keys: set[tuple[str, str]]) -> dict[tuple[str, s
 
     Each class tar's names go into a dict built in C, and only the wanted keys are looked up in
     Python: a quarter less time than a Python loop over all 1.25M names."""
-    by_wnid: dict[str, list[tuple[str, str]]] = {}
-    for key in keys:
-        by_wnid.setdefault(key[0], []).append(key)
-    by_group = ({f"{wnid}.tar": ks for wnid, ks in by_wnid.items()} if index.nested
-                else {"": [key for ks in by_wnid.values() for key in ks]})
+    if not index.nested:  # a flat tar: one group
+        by_group = {"": list(keys)}
+    else:
+        by_wnid: dict[str, list[tuple[str, str]]] = {}
+        for key in keys:  # by wnid first: 1,000 group names made, not one per key
+            by_wnid.setdefault(key[0], []).append(key)
+        by_group = {f"{wnid}.tar": ks for wnid, ks in by_wnid.items()}
     names = index.names.split(b"\n")
     tar, offsets, sizes = index.path, index.offsets, index.sizes
     found: dict[tuple[str, str], tuple[Path, int, int]] = {}

@@ -43,7 +43,8 @@ class BuildRequest:
 SIDE_MIN_FILES = 10_000
 #: The val tar's side runs this much nicer: the train tar's is the long one (it plans 135K files
 #: against 1.25M index entries before its first copy), the other fills in the CPU around it.
-#: Fresh ext4 per run, 5 alternating rounds: 4.54 s at 0, 4.06 s at 10, 4.30 s at 19.
+#: Fresh ext4 per run, 5 alternating rounds: 4.54 s at 0, 4.06 s at 10, 4.30 s at 19; again
+#: with memory kept free (see bench/README.md), 3.71 s at 10 and 3.80 s at 19.
 SIDE_NICENESS = 10
 
 

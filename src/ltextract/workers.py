@@ -88,6 +88,11 @@ def _quiet_worker(parent: int) -> None:
     (SIGKILL, the OOM killer) takes its workers with it: they would wait on its pipes forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with(parent)
+
+
+def die_with(parent: int) -> None:
+    """A forked process dies with `parent` killed outright (it would wait on its pipes forever)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the line above
@@ -156,10 +161,7 @@ def _side(fn: Callable[[], Any], w: int, parent: int, nice: int, interrupt: bool
     interrupts (SIGUSR1) if it can handle the signal (`interrupt`). Never returns."""
     status = 1
     try:
-        if sys.platform.startswith("linux"):
-            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
+        die_with(parent)
         for sig in (signal.SIGINT, signal.SIGTERM):  # the first stops it; cleanup then runs unbroken
             signal.signal(sig, _stop_once)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
