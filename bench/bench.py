@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ltextract.base import TRAIN_TAR, VAL_TAR, cache_dir
+from ltextract.archives import TRAIN_TAR, VAL_TAR
+from ltextract.files import cache_dir
 from ltextract.synth import SynthSpec, lt_shape, make_manual_dir
 
 PY = sys.executable

@@ -9,7 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from ltextract.tarwalk import normalise
+from ltextract.tar.walk import normalise
 
 
 def run_cli(*args: object, env: dict | None = None, timeout: float = 120,
@@ -153,3 +153,12 @@ def rewrite_class_tar(train_tar: Path, dest: Path, which: int, change) -> Path:
 def padding_of(offset: int, size: int) -> tuple[int, int]:
     """The [start, end) of the zero padding after a payload at `offset` of `size` bytes."""
     return offset + size, offset + -(-size // 512) * 512
+
+
+def with_split(spec, base=None):
+    """ImageNet-LT (or `base`) with one split's entry (its pin, its mirrors) replaced by `spec`."""
+    from ltextract.benchmarks import Benchmark
+    from ltextract.benchmarks.imagenet_lt import IMAGENET_LT
+
+    base = base or IMAGENET_LT
+    return Benchmark(base.name, base.title, tuple(spec if s.name == spec.name else s for s in base.splits))

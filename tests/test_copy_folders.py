@@ -6,8 +6,12 @@ import resource
 import subprocess
 import sys
 
-from ltextract import extract, outdir
-from ltextract.extract import Job
+from ltextract import copy
+from ltextract.formats import Options, SplitWork
+from ltextract.formats.folders import FoldersWriter
+from ltextract.out import folders as outdir
+from ltextract.plan import Job
+from ltextract.sources import FileEachReader
 from ltextract.synth import SynthSpec, make_manual_dir
 from lt_util import run_cli
 
@@ -29,7 +33,12 @@ def test_a_flat_split_opens_each_class_folder_once(tmp_path, monkeypatch):
     real_open = outdir.Folders._open
     monkeypatch.setattr(outdir.Folders, "_open", lambda self, folder: opened.append(folder)
                         or real_open(self, folder))
-    done = [d for b in extract.copy_jobs(out, jobs, 1, lambda n: None) for ds in b.done.values() for d in ds]
+    writer = FoldersWriter(out, Options())
+    works = [SplitWork("test", jobs, "", [], jobs)]
+    writer.open(works)
+    batches = copy.copy_units(writer, writer.units(works), FileEachReader().read, 1, lambda n: None)
+    done = [d for b in batches for ds in b.done.values() for d in ds]
+    writer.close()
     assert len(done) == files
     assert all((out / j.rel).read_bytes() == p for j, p in zip(jobs, payloads))
     assert sorted(opened) == sorted({j.rel.rsplit("/", 1)[0] for j in jobs})
@@ -40,7 +49,7 @@ def _limit(n: int):
 
 
 def test_folders_kept_open_follow_the_open_file_limit():
-    code = ("from ltextract import outdir; import resource;"
+    code = ("from ltextract.out import folders as outdir; import resource;"
             "print(outdir.folders_per_process()); outdir.raise_open_files();"
             "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     low = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import fetch
-from ltextract.base import FetchError, wnids
-from ltextract.fetch import MIRRORS, fetch_lists, fetch_published, fetch_url, find_confirm_url
-from ltextract.splits import PINS, SPLITS, Pin
+from ltextract.benchmarks import fetch
+from ltextract.errors import FetchError
+from ltextract.benchmarks.classes import wnids
+from ltextract.benchmarks import Benchmark, Pin, SplitSpec
+from ltextract.benchmarks.fetch import fetch_lists, fetch_published, fetch_url, find_confirm_url
+from ltextract.benchmarks.imagenet_lt import IMAGENET_LT
+
+SPLITS = IMAGENET_LT.split_names
 
 FAST = dict(timeout=(0.5, 0.5), retries=2, backoff=0.01)
 
@@ -23,6 +27,10 @@ def small_list(n: int = 30, top: str = "train") -> bytes:
 def pin_for(data: bytes, split: str = "val") -> Pin:
     return Pin(split, f"ImageNet_LT_{split}.txt", data.count(b"\n"), len(data),
                hashlib.sha256(data).hexdigest(), (1, 100))
+
+
+def spec_for(data: bytes, split: str = "val", mirrors: tuple[str, ...] = ()) -> SplitSpec:
+    return SplitSpec(split, IMAGENET_LT.split(split).origin, pin_for(data, split), mirrors)
 
 
 @pytest.fixture(autouse=True)
@@ -215,7 +223,8 @@ def test_find_confirm_url():
 # --- fetch_published -------------------------------------------------------------------------
 
 def test_mirrors_table():
-    assert tuple(MIRRORS) == SPLITS
+    assert SPLITS == ("train", "val", "test")
+    MIRRORS = {s.name: s.mirrors for s in IMAGENET_LT.splits}
     for split, urls in MIRRORS.items():
         assert urls[0] == ("https://raw.githubusercontent.com/facebookresearch/classifier-balancing"
                            f"/main/data/ImageNet_LT/ImageNet_LT_{split}.txt")
@@ -226,11 +235,11 @@ def test_mirrors_table():
 def test_published_is_verified_cached_then_served_from_cache(http_server, http_session, cache):
     data = small_list()
     url = http_server.route("/val.txt", http_server.Reply(body=data))
-    got = fetch_published("val", mirrors=[url], pin=pin_for(data), session=http_session, **FAST)
+    got = fetch_published(spec_for(data, "val"), mirrors=[url], session=http_session, **FAST)
     assert got == (data, url)
     assert (cache / "ImageNet_LT_val.txt").read_bytes() == data
     assert [p.name for p in cache.iterdir()] == ["ImageNet_LT_val.txt"]  # no temp files left
-    again = fetch_published("val", mirrors=[url], pin=pin_for(data), session=http_session, **FAST)
+    again = fetch_published(spec_for(data, "val"), mirrors=[url], session=http_session, **FAST)
     assert again == (data, str(cache / "ImageNet_LT_val.txt"))
     assert http_server.hits("/val.txt") == 1
 
@@ -241,7 +250,7 @@ def test_corrupted_cache_is_discarded(http_server, http_session, cache):
     (cache / "ImageNet_LT_val.txt").write_bytes(data[:-5] + b"9999\n")
     url = http_server.route("/val.txt", http_server.Reply(body=data))
     warnings: list[str] = []
-    got = fetch_published("val", mirrors=[url], pin=pin_for(data), session=http_session,
+    got = fetch_published(spec_for(data, "val"), mirrors=[url], session=http_session,
                           warn=warnings.append, **FAST)
     assert got == (data, url) and http_server.hits("/val.txt") == 1
     assert len(warnings) == 1 and "discarding the cached" in warnings[0]
@@ -258,7 +267,7 @@ def test_mirrors_tried_in_order(http_server, http_session, cache):
             http_server.route("/good.txt", R(body=data)),
             http_server.route("/unused.txt", R(body=data))]
     warnings: list[str] = []
-    got = fetch_published("val", mirrors=urls, pin=pin_for(data), session=http_session,
+    got = fetch_published(spec_for(data, "val"), mirrors=urls, session=http_session,
                           warn=warnings.append, **FAST)
     assert got == (data, urls[4])
     assert [p.split("?")[0] for p in http_server.log] == (
@@ -274,7 +283,7 @@ def test_all_mirrors_fail_in_one_line(http_server, http_session, http_refused_ur
             http_server.route("/wrong.txt", http_server.Reply(body=data + data)),
             http_refused_url]
     with pytest.raises(FetchError) as e:
-        fetch_published("val", mirrors=urls, pin=pin_for(data), session=http_session, **FAST)
+        fetch_published(spec_for(data, "val"), mirrors=urls, session=http_session, **FAST)
     msg = str(e.value)
     assert msg.startswith("could not download ImageNet_LT_val.txt from any mirror (")
     assert "\n" not in msg and msg.count(";") == 2
@@ -285,9 +294,8 @@ def test_all_mirrors_fail_in_one_line(http_server, http_session, http_refused_ur
 def test_default_mirrors_and_pin_come_from_the_tables(http_server, http_session, monkeypatch,
                                                       cache):
     data = small_list(top="val")
-    monkeypatch.setitem(PINS, "test", pin_for(data, "test"))
-    monkeypatch.setitem(MIRRORS, "test", (http_server.route("/t.txt", http_server.Reply(body=data)),))
-    assert fetch_published("test", session=http_session, **FAST)[0] == data
+    spec = spec_for(data, "test", (http_server.route("/t.txt", http_server.Reply(body=data)),))
+    assert fetch_published(spec, session=http_session, **FAST)[0] == data
     assert (cache / "ImageNet_LT_test.txt").is_file()
 
 
@@ -296,7 +304,7 @@ def test_unwritable_cache_only_warns(http_server, http_session, tmp_path):
     (tmp_path / "blocker").write_text("a file where the cache folder should be")
     url = http_server.route("/val.txt", http_server.Reply(body=data))
     warnings: list[str] = []
-    got = fetch_published("val", mirrors=[url], pin=pin_for(data), session=http_session,
+    got = fetch_published(spec_for(data, "val"), mirrors=[url], session=http_session,
                           warn=warnings.append, cache=tmp_path / "blocker" / "lists", **FAST)
     assert got == (data, url) and len(warnings) == 1 and "cannot cache" in warnings[0]
 
@@ -307,11 +315,11 @@ def test_fetch_lists_into_dest_and_cache(http_server, http_session, tmp_path, ca
     lists = {s: small_list(20 + i, top="val" if s == "test" else "train")
              for i, s in enumerate(SPLITS)}
     mirrors = {s: [http_server.route(f"/{s}.txt", http_server.Reply(body=d))] for s, d in lists.items()}
-    pins = {s: pin_for(d, s) for s, d in lists.items()}
-    paths = fetch_lists(tmp_path / "dest", mirrors=mirrors, pins=pins, session=http_session, **FAST)
+    bench = Benchmark("t", "t", tuple(spec_for(d, s) for s, d in lists.items()))
+    paths = fetch_lists(tmp_path / "dest", benchmark=bench, mirrors=mirrors, session=http_session, **FAST)
     assert paths == {s: tmp_path / "dest" / f"ImageNet_LT_{s}.txt" for s in SPLITS}
     assert all(paths[s].read_bytes() == lists[s] for s in SPLITS)
-    cached = fetch_lists(None, ("val",), mirrors=mirrors, pins=pins, session=http_session, **FAST)
+    cached = fetch_lists(None, ("val",), benchmark=bench, mirrors=mirrors, session=http_session, **FAST)
     assert cached == {"val": cache / "ImageNet_LT_val.txt"}
     assert all(http_server.hits(f"/{s}.txt") == 1 for s in SPLITS)
 
@@ -322,4 +330,4 @@ def test_fetch_lists_unwritable_dest(http_server, http_session, tmp_path):
     mirrors = {"val": [http_server.route("/val.txt", http_server.Reply(body=data))]}
     with pytest.raises(FetchError, match="cannot write"):
         fetch_lists(tmp_path / "file" / "dest", ("val",), mirrors=mirrors,
-                    pins={"val": pin_for(data)}, session=http_session, **FAST)
+                    benchmark=Benchmark("t", "t", (spec_for(data),)), session=http_session, **FAST)

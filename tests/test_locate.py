@@ -1,4 +1,4 @@
-"""extract.locate against a member-by-member reference, on indexes built in memory."""
+"""locate_in_index against a member-by-member reference, on indexes built in memory."""
 from __future__ import annotations
 
 from array import array
@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltextract.extract import locate
-from ltextract.tarindex import ArchiveIndex, Group
+from ltextract.sources.archive import locate_in_index as locate
+from ltextract.tar.index import ArchiveIndex, Group
 
 WNIDS = ("n01440764", "n01443537", "n15075141")
 # raw member names: a few collide (duplicates in one group, the same name in two groups); one

@@ -7,7 +7,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltextract.manifest import COLUMNS, SHARD_COLUMNS, Row, render_manifest
+from ltextract.out.manifest import COLUMNS, SHARD_COLUMNS, Row, render_manifest
 
 # list names may hold commas and quotes; line breaks and non-ASCII only reach here by mistake
 _text = st.text(alphabet=st.sampled_from('ab,"\r\n \t/é'), max_size=6)

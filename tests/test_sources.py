@@ -13,9 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltextract import links, multipart, sources
-from ltextract.extract import Job
-from ltextract.outdir import Folders
+from ltextract.errors import TarError
+from ltextract.formats import links
+from ltextract.sources import detect as sources
+from ltextract.sources.tree import TreeSource
+from ltextract.tar import readers as multipart
+from ltextract.plan import Job
+from ltextract.out.folders import Folders
 from ltextract.synth import SynthSpec, make_manual_dir
 from lt_util import LAYOUTS, error_line, explode, out_files, reference_members, run_cli
 
@@ -165,8 +169,8 @@ def test_detection(tmp_path):
     (tmp_path / "train" / "n01440764").mkdir(parents=True)
     (tmp_path / "val").mkdir()
     (tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"x")
-    assert sources.detect(tmp_path, "train") == sources.Source("train", "tree", tmp_path / "train")
-    assert sources.detect(tmp_path, "val") == sources.Source("val", "tree", tmp_path / "val", flat=True)
+    assert sources.detect(tmp_path, "train") == TreeSource("train", tmp_path / "train")
+    assert sources.detect(tmp_path, "val") == TreeSource("val", tmp_path / "val", flat=True)
     (tmp_path / "ILSVRC2012_img_val.tar").write_bytes(b"")
     assert sources.detect(tmp_path, "val").kind == "tar"  # the tar wins over a tree
     ct = tmp_path / "c"
@@ -175,9 +179,9 @@ def test_detection(tmp_path):
     assert sources.describe_path(ct, "train").kind == "class-tars"
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(sources.TarError, match="holds no wnid folders"):
+    with pytest.raises(TarError, match="holds no wnid folders"):
         sources.describe_path(empty, "train")
-    with pytest.raises(sources.TarError, match="ILSVRC2012_img_train.tar not found"):
+    with pytest.raises(TarError, match="ILSVRC2012_img_train.tar not found"):
         sources.detect(empty, "train")
 
 

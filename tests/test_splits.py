@@ -10,11 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltextract import fetch
-from ltextract.base import FetchError, ListError, wnids
-from ltextract.splits import (PINS, SPLITS, TOP, Entry, Pin, SplitList, _parse_clean, _parse_lines,
-                              canonical_sha256, check_split, check_totals, list_canonical_sha256, load_lists,
-                              parse_list)
+from ltextract.benchmarks import Pin, SplitSpec
+from ltextract.benchmarks.classes import wnids
+from ltextract.benchmarks.imagenet_lt import IMAGENET_LT
+from ltextract.benchmarks.lists import (Entry, SplitList, _parse_clean, _parse_lines, canonical_sha256,
+                                        check_split, check_totals, list_canonical_sha256, parse_list)
+from ltextract.benchmarks.load import load_lists
+from ltextract.errors import FetchError, ListError
+from lt_util import with_split
+
+SPLITS = IMAGENET_LT.split_names
+PINS = {s.name: s.pin for s in IMAGENET_LT.splits}
 
 W = wnids()
 GOOD = ("train/n01440764/n01440764_190.JPEG 0\n"
@@ -54,7 +60,7 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 def test_pins_and_tops():
     assert SPLITS == ("train", "val", "test") and tuple(PINS) == SPLITS
-    assert TOP == {"train": "train", "val": "train", "test": "val"}
+    assert IMAGENET_LT.origins == {"train": "train", "val": "train", "test": "val"}
     assert [(p.filename, p.lines, p.per_class) for p in PINS.values()] == [
         ("ImageNet_LT_train.txt", 115_846, (5, 1280)),
         ("ImageNet_LT_val.txt", 20_000, (20, 20)),
@@ -149,7 +155,7 @@ def test_long_line_fails_fast():
 
 
 def test_size_limits(tmp_path, monkeypatch):
-    from ltextract import splits
+    from ltextract.benchmarks import lists as splits
 
     monkeypatch.setattr(splits, "MAX_BYTES", 1000)
     monkeypatch.setattr(splits, "MAX_LINES", 50)
@@ -237,7 +243,7 @@ _names = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E,
 def test_round_trip(top, rows, eol, final_eol):
     text = eol.join(f"{top}/{W[i]}/{name} {i}" for i, name in rows) + (eol if final_eol else "")
     entries = parse_list(text.encode(), "R.txt")
-    assert [(e.top, e.wnid, e.file, e.label, e.line) for e in entries] == [
+    assert [(e.origin, e.wnid, e.file, e.label, e.line) for e in entries] == [
         (top, W[i], name, i, n) for n, (i, name) in enumerate(rows, 1)]
 
 
@@ -271,7 +277,7 @@ def _canonical_reference(entries: list[Entry]) -> str:
     """What canonical_sha256 means, hashed line by line."""
     h = hashlib.sha256()
     for e in entries:
-        h.update(f"{e.top}/{e.wnid}/{e.file} {e.label}\n".encode())
+        h.update(f"{e.origin}/{e.wnid}/{e.file} {e.label}\n".encode())
     return h.hexdigest()
 
 
@@ -294,12 +300,13 @@ def test_list_canonical_sha256_is_what_the_list_says(rows, gap, eol, final_eol, 
 
 def test_check_split():
     train = parse_list(GOOD.encode(), "L.txt")
-    check_split("train", train, "L.txt")
-    check_split("val", train, "L.txt")
+    spec = IMAGENET_LT.split
+    check_split(spec("train"), train, "L.txt")
+    check_split(spec("val"), train, "L.txt")
     with pytest.raises(ListError, match=r"^L.txt: the test list must point into val/, but line 1 is"
                                         r" train/n01440764/n01440764_190.JPEG$"):
-        check_split("test", train, "L.txt")
-    check_split("test", parse_list(GOOD.replace("train/", "val/").encode(), "L.txt"), "L.txt")
+        check_split(spec("test"), train, "L.txt")
+    check_split(spec("test"), parse_list(GOOD.replace("train/", "val/").encode(), "L.txt"), "L.txt")
 
 
 def test_check_totals():
@@ -357,16 +364,16 @@ def test_wrong_tar_and_unknown_split(tmp_path):
         load_lists(["dev"], splits_dir=d)
 
 
-def test_pinned_local_list_is_published_and_totalled(tmp_path, monkeypatch):
+def test_pinned_local_list_is_published_and_totalled(tmp_path):
     data = one_per_class()
-    monkeypatch.setitem(PINS, "val", pin_for(data, "val"))
+    bench = with_split(SplitSpec("val", "train", pin_for(data, "val")))
     d = write_dir(tmp_path / "lists", val=data)
     warnings: list[str] = []
-    got = load_lists(["val"], splits_dir=d, warn=warnings.append)["val"]
-    assert got.published and got.sha256 == PINS["val"].sha256 and not warnings
-    monkeypatch.setitem(PINS, "val", pin_for(data, "val", (2, 20)))
+    got = load_lists(["val"], splits_dir=d, warn=warnings.append, benchmark=bench)["val"]
+    assert got.published and got.sha256 == bench.split("val").pin.sha256 and not warnings
+    bench = with_split(SplitSpec("val", "train", pin_for(data, "val", (2, 20))))
     with pytest.raises(ListError, match="class n01440764 has 1 images, expected between 2 and 20"):
-        load_lists(["val"], splits_dir=d)
+        load_lists(["val"], splits_dir=d, benchmark=bench)
 
 
 def test_custom_url_wins_and_is_not_cached(tmp_path, http_server, http_session, cache):
@@ -390,15 +397,14 @@ def test_custom_url_errors_cite_the_url(http_server, http_session):
         load_lists(["val"], split_urls={"val": http_server.url("/nope")}, session=http_session)
 
 
-def test_published_list_downloaded_then_cached(http_server, http_session, monkeypatch, cache):
+def test_published_list_downloaded_then_cached(http_server, http_session, cache):
     data = one_per_class(top="val")
     url = http_server.route("/test.txt", http_server.Reply(body=data))
-    monkeypatch.setitem(PINS, "test", pin_for(data, "test"))
-    monkeypatch.setitem(fetch.MIRRORS, "test", (http_server.url("/gone.txt"), url))
+    bench = with_split(SplitSpec("test", "val", pin_for(data, "test"), (http_server.url("/gone.txt"), url)))
     warnings: list[str] = []
-    first = load_lists(["test"], warn=warnings.append, session=http_session)["test"]
+    first = load_lists(["test"], warn=warnings.append, session=http_session, benchmark=bench)["test"]
     assert (first.source, first.published, len(first.entries)) == (url, True, 1000)
     assert len(warnings) == 1 and "HTTP 404" in warnings[0]  # the first mirror failed
-    again = load_lists(["test"], warn=warnings.append, session=http_session)["test"]
+    again = load_lists(["test"], warn=warnings.append, session=http_session, benchmark=bench)["test"]
     assert again.source == str(cache / "ImageNet_LT_test.txt") and again.entries == first.entries
     assert http_server.hits("/test.txt") == 1 and len(warnings) == 1

@@ -123,7 +123,7 @@ def test_missing_inputs_are_one_line_errors(tmp_path):
 
 def test_groups_on_the_imagenet_lt_curve():
     """synth's curve is fitted to the published train list: 385 / 479 / 136 classes."""
-    from ltextract import stats
+    from ltextract import counts as stats
     from ltextract.synth import chosen_wnids, lt_counts
 
     counts = lt_counts(1000, 1280, 5)

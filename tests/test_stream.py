@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import stream
+from ltextract.sources import storage
 from ltextract.synth import SynthSpec, make_manual_dir
 from lt_util import error_line, reference_members, run_cli, tar_bytes
 
@@ -207,12 +207,12 @@ def test_stream_reports_members_missing_from_tar(tmp_path, env):
 
 
 def test_strategy_for_device_and_filesystem():
-    assert stream.strategy_for("ext4", False) == "seek"
-    assert stream.strategy_for("ext4", None) == "seek"
-    assert stream.strategy_for("xfs", True) == "stream"
+    assert storage.strategy_for("ext4", False) == "seek"
+    assert storage.strategy_for("ext4", None) == "seek"
+    assert storage.strategy_for("xfs", True) == "stream"
     for fs in ("nfs4", "cifs", "fuse.sshfs", "fuseblk", "9p"):
-        assert stream.strategy_for(fs, False) == "stream"
-    assert stream.choose(None) == "stream"
+        assert storage.strategy_for(fs, False) == "stream"
+    assert storage.choose(None) == "stream"
 
 
 def test_mount_fstype_picks_longest_mount_point():
@@ -220,25 +220,25 @@ def test_mount_fstype_picks_longest_mount_point():
               "server:/export /mnt/data nfs4 rw 0 0\n"
               "/dev/sdb1 /mnt/data/local xfs rw 0 0\n"
               "x /mnt/my\\040disk fuseblk rw 0 0\n")
-    assert stream.mount_fstype(mounts, "/home/u/x.tar") == "ext4"
-    assert stream.mount_fstype(mounts, "/mnt/data/x.tar") == "nfs4"
-    assert stream.mount_fstype(mounts, "/mnt/data/local/x.tar") == "xfs"
-    assert stream.mount_fstype(mounts, "/mnt/database/x.tar") == "ext4"
-    assert stream.mount_fstype(mounts, "/mnt/my disk/x.tar") == "fuseblk"
+    assert storage.mount_fstype(mounts, "/home/u/x.tar") == "ext4"
+    assert storage.mount_fstype(mounts, "/mnt/data/x.tar") == "nfs4"
+    assert storage.mount_fstype(mounts, "/mnt/data/local/x.tar") == "xfs"
+    assert storage.mount_fstype(mounts, "/mnt/database/x.tar") == "ext4"
+    assert storage.mount_fstype(mounts, "/mnt/my disk/x.tar") == "fuseblk"
 
 
 def test_virtual_disks_do_not_claim_to_spin():
-    assert stream.is_virtual_disk(Path("/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda"))
-    assert stream.is_virtual_disk(Path("/sys/devices/vbd-51712/block/xvda"))
-    assert not stream.is_virtual_disk(Path("/sys/devices/pci0000:00/0000:00:17.0/ata3/host2/"
+    assert storage.is_virtual_disk(Path("/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda"))
+    assert storage.is_virtual_disk(Path("/sys/devices/vbd-51712/block/xvda"))
+    assert not storage.is_virtual_disk(Path("/sys/devices/pci0000:00/0000:00:17.0/ata3/host2/"
                                            "target2:0:0/2:0:0:0/block/sda"))
 
 
 def test_choose_reads_this_machine(tmp_path):
     tar = tmp_path / "x.tar"
     tar.write_bytes(b"")
-    assert stream.choose(tar) in ("seek", "stream")
-    assert stream.rotational(tar) in (True, False, None)
+    assert storage.choose(tar) in ("seek", "stream")
+    assert storage.rotational(tar) in (True, False, None)
 
 
 def _rewrite_val_tar(syn, extra: list[tuple[str, bytes]]) -> None:

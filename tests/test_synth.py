@@ -12,8 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ltextract import synth
-from ltextract.base import TRAIN_TAR, VAL_TAR, wnids
-from ltextract.synth import SynthSpec, lt_counts, lt_shape, make_manual_dir, make_tiny_jpeg
+from ltextract.archives import TRAIN_TAR, VAL_TAR
+from ltextract.benchmarks.classes import wnids
+from ltextract.synth import SynthSpec, lt_counts, lt_shape, make_manual_dir
+from ltextract.synth.images import Filler, make_tiny_jpeg
+from ltextract.synth.tars import Tar
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -289,7 +292,7 @@ def test_lt_shape_resembles_imagenet_lt(tmp_path):
 
 def test_fast_headers_match_tarfile():
     for fmt, code in synth.FORMATS.items():
-        tar = synth._Tar(fmt)
+        tar = Tar(fmt)
         for name, size in (("a", 0), ("n01440764_1.JPEG", 305), ("x" * 100, 8 ** 11 - 1),
                            ("./" * 60 + "n.JPEG", 7), ("n01440764.tar", 1 << 30)):
             info = tar._info(name, tarfile.REGTYPE, size)
@@ -305,7 +308,7 @@ def test_interrupted_generation_changes_no_final_file(tmp_path, monkeypatch, whe
     make_manual_dir(tmp_path / "m", SynthSpec(classes=5, seed=1))
     old = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
     calls = 0
-    real = synth._Filler.content
+    real = Filler.content
 
     def failing(self, image):
         nonlocal calls
@@ -314,7 +317,7 @@ def test_interrupted_generation_changes_no_final_file(tmp_path, monkeypatch, whe
             raise KeyboardInterrupt
         return real(self, image)
 
-    monkeypatch.setattr(synth._Filler, "content", failing)
+    monkeypatch.setattr(Filler, "content", failing)
     with pytest.raises(KeyboardInterrupt):
         make_manual_dir(tmp_path / "m", spec)
     assert calls == fail_after + 1

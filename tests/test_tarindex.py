@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import indexfile, tarindex, tarwalk
-from ltextract.base import OFFICIAL_SIZES, TarError, official_size_hint
+from ltextract.tar import indexfile
+from ltextract.tar import index as tarindex
+from ltextract.tar import walk as tarwalk
+from ltextract.archives import OFFICIAL_SIZES
+from ltextract.errors import TarError
+from ltextract.tar.truncation import official_size_hint
 from ltextract.synth import SynthSpec, make_manual_dir
-from ltextract.tarheader import BLOCK, CHKSUM
+from ltextract.tar.header import BLOCK, CHKSUM
 from lt_util import padding_of, reference_members, rewrite_class_tar
 
 
@@ -144,7 +148,7 @@ def test_truncated_train_tar_names_member_and_offset(tmp_path):
     for cut in (cut_inside_class, cut_in_outer_header):
         bad = truncated_copy(syn.train_tar, tmp_path / "ILSVRC2012_img_train.tar", cut)
         partial = tarindex.scan(bad, True)
-        assert "truncated" in partial.damage and "offset" in partial.damage and "official" in partial.damage
+        assert "truncated" in partial.cut and "offset" in partial.cut and "official" in partial.cut
         # exactly the members whose bytes lie wholly before the cut, where the whole tar has them
         assert indexed(partial) == {k: v for k, v in whole.items() if v[0] + v[1] <= cut}
         with pytest.raises(TarError, match="truncated"):  # unless a caller accepts a partial index
@@ -182,10 +186,10 @@ def test_cut_inside_a_padding(tmp_path, which):
     assert end - start > 1
     cut = (start + end) // 2
     partial = tarindex.scan(truncated_copy(tar, tmp_path / tar.name, cut), nested)
-    assert "is truncated: " in partial.damage and f"the file ends at {cut:,}" in partial.damage
-    assert "official" in partial.damage
+    assert "is truncated: " in partial.cut and f"the file ends at {cut:,}" in partial.cut
+    assert "official" in partial.cut
     if key is None or not nested:  # else the cut class tar's own payload is what runs short
-        assert "the padding after " in partial.damage
+        assert "the padding after " in partial.cut
     got = indexed(partial)
     assert got == {k: v for k, v in whole.items() if v[0] + v[1] <= cut} and partial.members == len(got)
     assert key is None or key in got  # its data is whole
@@ -217,7 +221,7 @@ def test_cut_exactly_at_a_member_boundary_is_a_shorter_tar(tmp_path):
     _, _, cut = padded_member(whole)
     bad = truncated_copy(syn.val_tar, tmp_path / "ILSVRC2012_img_val.tar", cut)
     index = tarindex.scan(bad, False)
-    assert index.damage == ""
+    assert index.cut == ""
     assert indexed(index) == {k: v for k, v in whole.items() if v[0] + v[1] <= cut} != whole
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import multipart, tarindex
+from ltextract.tar import readers as multipart
+from ltextract.tar import index as tarindex
 from ltextract import workers as workers_module
-from ltextract.base import LtError, TarError
+from ltextract.errors import LtError, TarError
 from ltextract.synth import SynthSpec, make_manual_dir
-from ltextract.tarheader import BLOCK, CHKSUM
+from ltextract.tar.header import BLOCK, CHKSUM
 
 
 def _whole_outcome(path: Path):
@@ -21,7 +22,7 @@ def _whole_outcome(path: Path):
         index = tarindex.scan(path, True)
     except TarError as e:
         return str(e)
-    return (index.groups, index.names, index.offsets.tolist(), index.sizes.tolist(), index.damage)
+    return (index.groups, index.names, index.offsets.tolist(), index.sizes.tolist(), index.cut)
 
 
 def test_parallel_scan_uses_workers_and_equals_serial(tmp_path, monkeypatch):

@@ -2,16 +2,11 @@
 failure brought back, and neither side left running when the other stops."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
-import time
 
-import pytest
 
-from ltextract import workers
-from ltextract.base import LtError
 
 
 def test_the_result_comes_back_from_another_process():
@@ -25,7 +20,7 @@ def test_the_result_comes_back_from_another_process():
 
 def _in_a_main_thread(code: str) -> subprocess.CompletedProcess:
     """Signals reach only a process's main thread, which a test runner may not give a test."""
-    prelude = "import time\nfrom ltextract import workers\nfrom ltextract.base import LtError\n"
+    prelude = "import time\nfrom ltextract import workers\nfrom ltextract.errors import LtError\n"
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=60)
 

@@ -1,9 +1,9 @@
-"""Command line: a thin layer over the stages. stdout carries data, stderr progress and messages."""
+"""Command line: options parsed, one `api` function called, errors mapped to one stderr line
+and an exit code. stdout carries data, stderr progress and messages."""
 from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import sys
 import time
@@ -12,17 +12,16 @@ from typing import Any, Optional
 
 import click
 
-from ltextract import __version__, links, manifest, multipart, pipeline, shards, sources, stream
-from ltextract.base import TRAIN_TAR, VAL_TAR, LtError, TarError, default_manual_dir
-from ltextract.outdir import raise_open_files
-from ltextract.pipeline import load_index
-from ltextract.sources import TARS
-from ltextract.splits import SPLITS, TOP
+from ltextract import __version__, api
+from ltextract.api import DEFAULT_WORKERS
+from ltextract.benchmarks import get
+from ltextract.errors import LtError, UsageError
+from ltextract.formats import FORMATS
+from ltextract.formats.links import MODES
+from ltextract.sources.storage import STRATEGIES
 from ltextract.ui import Terminal, bar, say, warn
 
-DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
-STDIN = Path("-")
-FORMATS = ("folders", "webdataset")
+SPLITS = get().split_names
 
 
 class Terminated(BaseException):
@@ -44,21 +43,13 @@ progress_option = click.option("--progress", is_flag=True, callback=_remember, e
                                help="Show progress bars even when stderr is not a terminal.")
 
 
-def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
-    path = manual_dir or default_manual_dir()
-    if not path.is_dir():
-        how = "" if manual_dir else " (pass --manual-dir or set LTEXTRACT_MANUAL_DIR)"
-        raise LtError(f"manual dir {path} does not exist or is not a folder{how}")
-    return path
-
-
 class _DownloadingCommand(click.Command):
     """A command that may download lists: its --help states how long a download can take."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from ltextract import fetch  # imports requests: only when help is shown
+        from ltextract.benchmarks import fetch  # imports requests: only when help is shown
 
-        urls = sum(len(m) for m in fetch.MIRRORS.values())
+        urls = sum(len(s.mirrors) for s in get().splits)
         worst = urls * (fetch.TOTAL + sum(fetch.TIMEOUT)) / 60
         pauses = fetch.BACKOFF * (2 ** fetch.RETRIES - 1)
         with formatter.section("Downloads"):
@@ -105,17 +96,6 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
     return urls
 
 
-def choose_strategy(strategy: str, src: sources.Source) -> str:
-    """seek or stream for one source; only a tar can be streamed, and stdin can only be."""
-    if src.kind == "stdin":
-        if strategy == "seek":
-            raise click.UsageError("- (stdin) cannot seek: use --strategy stream or auto")
-        return "stream"
-    if src.kind != "tar":
-        return "seek"  # split tars, class tars and trees are read file by file
-    return stream.choose(src.path) if strategy == "auto" else strategy
-
-
 @cli.command(cls=_DownloadingCommand)
 @manual_dir_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
@@ -125,7 +105,7 @@ def choose_strategy(strategy: str, src: sources.Source) -> str:
               help="Read ImageNet_LT_<split>.txt from this folder instead of downloading.")
 @click.option("--split-url", "split_urls", multiple=True, metavar="NAME=URL",
               help="Fetch one split's list from URL (repeatable).")
-@click.option("--strategy", type=click.Choice(["auto", "seek", "stream"]), default="auto",
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
               show_default=True, help="seek: read only the needed bytes (index, then sorted reads);"
               " stream: one sequential pass (spinning disks, network filesystems, pipes);"
               " auto: from the device and filesystem of each tar.")
@@ -139,7 +119,7 @@ def choose_strategy(strategy: str, src: sources.Source) -> str:
               help="Train images from this tar, folder of class tars or tree [default: detected].")
 @click.option("--val-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
               help="Val images from this tar or tree (flat or wnid folders) [default: detected].")
-@click.option("--link", type=click.Choice(links.MODES), default="copy", show_default=True,
+@click.option("--link", type=click.Choice(MODES), default="copy", show_default=True,
               help="How files from an extracted tree reach OUT (hardlink/symlink: no space).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
 @quiet_option
@@ -161,30 +141,11 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
       ssh nas cat /data/ILSVRC2012_img_train.tar | ltextract build --train-source - --split train ...
       ltextract build --out lt-wds --format webdataset --shard-size 512MB
     """
-    try:
-        shard_spec = shards.parse_shard_size(shard_size)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--shard-size") from None
-    if link != "copy" and fmt == "webdataset":
-        raise click.UsageError("--link applies to --format folders (shards always hold copies)")
-    chosen = tuple(dict.fromkeys(splits)) or SPLITS
-    urls = parse_split_urls(split_urls)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    tops = sorted({TOP[s] for s in chosen})
-    explicit = {"train": train_source, "val": val_source}
-    if sum(explicit[t] == STDIN for t in tops) > 1:
-        raise click.UsageError("only one of --train-source and --val-source can be - (stdin)")
-    manual = resolve_manual_dir(manual_dir) if any(explicit[t] is None for t in tops) else None
-    srcs = {top: sources.resolve(manual, top, explicit[top]) for top in tops}
-    how = {top: choose_strategy(strategy, src) for top, src in srcs.items()}
-    if fmt == "webdataset" and "stream" in how.values():
-        raise click.UsageError("--format webdataset reads by offset: use --strategy seek")
-    if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):
-        raise LtError(f"--link {link} needs an extracted tree as source, but "
-                      + "; ".join(s.describe() for s in srcs.values()))
-    raise_open_files()  # a folder held open per class folder written (`folders_per_process`)
-    summary = pipeline.run_build(pipeline.BuildRequest(
-        out, chosen, splits_dir, urls, srcs, how, fmt, shard_spec, link, workers), quiet)
+    summary = api.build(out, manual_dir, splits=splits, splits_dir=splits_dir,
+                        split_urls=parse_split_urls(split_urls), strategy=strategy, workers=workers,
+                        format=fmt, shard_size=shard_size, train_source=train_source,
+                        val_source=val_source, link=link, quiet=quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 
@@ -204,13 +165,13 @@ def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
     Example:
       ltextract verify ~/data/ImageNet_LT
     """
-    from ltextract.verify import verify as run_verify
+    from ltextract.out.manifest import read_metadata
 
     if not out.is_dir():
         raise LtError(f"{out} is not a folder")
-    total = sum(s.get("bytes", 0) for s in manifest.read_metadata(out)["splits"].values())
+    total = sum(s.get("bytes", 0) for s in read_metadata(out)["splits"].values())
     with bar("verify", total, quiet) as b:
-        report = run_verify(out, workers, b.update)
+        report = api.verify(out, workers, b.update)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     for p in report.problems[:10]:
@@ -236,9 +197,7 @@ def fetch(dest: Optional[Path], quiet: bool) -> None:
     Example:
       ltextract fetch --dest lists/
     """
-    from ltextract.fetch import fetch_lists
-
-    for path in fetch_lists(dest, warn=warn).values():
+    for path in api.fetch(dest, warn=warn).values():
         click.echo(str(path))
 
 
@@ -256,18 +215,8 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
     Example:
       ltextract index --manual-dir ~/imagenet --list | awk -F'\\t' '{s += $4} END {print s}'
     """
-    manual = resolve_manual_dir(manual_dir)
-    present = {}
-    for top, name in TARS.items():  # a tar or a split tar (.tar.001, ...); trees have no index
-        for path in (manual / name, multipart.first_part(manual / name)):
-            if path.exists():
-                present[top] = sources.describe_path(path, top).path
-                break
-    if not present:
-        raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}")
-    for top, tar in present.items():
-        started = time.monotonic()
-        idx = load_index(tar, top, quiet, refresh)
+    started = time.monotonic()
+    for tar, idx in api.index(manual_dir, refresh, quiet):
         seconds = time.monotonic() - started
         if as_list:
             for group, members in idx.iter_groups():
@@ -278,6 +227,7 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
             click.echo(f"{tar.name}\t{len(idx.groups) if idx.nested else 1} tar(s)\t{idx.members} members"
                        f"\t{sum(idx.sizes)} bytes\t{'cached' if idx.from_cache else 'scanned'}"
                        f"\t{seconds:.3f} s")
+        started = time.monotonic()
 
 
 @cli.command()
@@ -318,15 +268,11 @@ def stats(out: Optional[Path], splits_dir: Optional[Path], as_json: bool, as_csv
       ltextract stats ~/data/ImageNet_LT --plot lt.png
       ltextract stats --splits-dir lists/ --json | jq '.groups.few.wnids'
     """
-    from ltextract import stats as st
+    from ltextract import counts as st
 
-    if (out is None) == (splits_dir is None):
-        raise click.UsageError("give either OUT or --splits-dir DIR")
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
-    if out is not None and not out.is_dir():
-        raise LtError(f"{out} is not a folder")
-    result = st.from_out(out) if out is not None else st.from_splits_dir(splits_dir)  # type: ignore[arg-type]
+    result = api.stats(out, splits_dir)
     if plot is not None:
         st.plot(result, plot)
         say(f"wrote {plot}", quiet)
@@ -343,6 +289,9 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except UsageError as e:
+        click.UsageError(str(e)).show()
+        sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("ltextract: interrupted; finished files are kept, re-run to complete", err=True)
         sys.exit(130)

@@ -1,7 +1,5 @@
-"""A whole build, stage after stage: lists -> index -> copy (or shards) -> manifests.
-
-The CLI checks options and picks sources and strategies; this runs them under the OUT lock.
-"""
+"""A whole build, stage after stage, under the OUT lock: lists -> sources located -> jobs ->
+the copy engine into the chosen writer -> each split's manifests as it completes."""
 from __future__ import annotations
 
 import contextlib
@@ -9,30 +7,37 @@ import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
-from ltextract import (extract, indexfile, links, manifest, multipart, outdir, resume, shards, sources,
-                       stream, tarindex)
-from ltextract.base import TarError, official_size_hint
-from ltextract.manifest import Row
-from ltextract.outdir import Done
-from ltextract.sources import TARS
-from ltextract.splits import TOP, SplitList, check_split, load_lists
+from ltextract import copy, plan
+from ltextract.benchmarks import Benchmark
+from ltextract.benchmarks.lists import SplitList, check_split
+from ltextract.benchmarks.load import load_lists
+from ltextract.errors import LtError
+from ltextract.formats import Options, SplitWork, Writer, writer_class
+from ltextract.out import manifest
+from ltextract.out.journal import Done
+from ltextract.out.lock import OutLock, prepare_out, remove_stale_temps
+from ltextract.plan import Job
+from ltextract.sources import Reader, Source, stream
+from ltextract.tar import indexfile, readers
+from ltextract.tar.index import ArchiveIndex
+from ltextract.tar.truncation import official_size_hint, partial_build
 from ltextract.ui import bar, say, warn
 from ltextract.workers import alongside, can_fork
-
 
 
 @dataclass(frozen=True)
 class BuildRequest:
     out: Path
+    benchmark: Benchmark
     splits: tuple[str, ...]
     splits_dir: Optional[Path]
     split_urls: Mapping[str, str]
-    srcs: dict[str, sources.Source]  # list top -> where its images are
-    how: dict[str, str]  # list top -> "seek" | "stream"
-    fmt: str  # "folders" | "webdataset"
-    shard_size: shards.ShardSize
+    sources: dict[str, Source]  # origin ("train" | "val") -> where its images are
+    strategies: dict[str, str]  # origin -> "seek" | "stream"
+    fmt: str
+    shard_size: Any
     link: str
     workers: int
 
@@ -51,17 +56,18 @@ SIDE_NICENESS = 10
 def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
     """Build every requested split into req.out; returns the summary `--json` prints."""
     out = req.out
-    outdir.prepare_out(out)
-    with outdir.OutLock(out), contextlib.ExitStack() as stack:
+    prepare_out(out)
+    with OutLock(out), contextlib.ExitStack() as stack:
         if gc.isenabled():  # ~10 records per listed file, all kept to the end: collections would
             gc.disable()    # re-scan them again and again (a tenth of a build) and find no garbage
             stack.callback(gc.enable)
-        outdir.remove_stale_temps(out)
-        lists = load_lists(req.splits, splits_dir=req.splits_dir, split_urls=req.split_urls, warn=warn)
+        remove_stale_temps(out)
+        lists = load_lists(req.splits, splits_dir=req.splits_dir, split_urls=req.split_urls, warn=warn,
+                           benchmark=req.benchmark)
         for split, sl in lists.items():
-            check_split(split, sl.entries, Path(sl.source).name)
+            check_split(req.benchmark.split(split), sl.entries, Path(sl.source).name)
         manifest.check_format(out, req.splits, req.fmt)
-        for src in req.srcs.values():
+        for src in req.sources.values():
             say(src.describe(), quiet)
         apart = side_by_side(req, lists)
         if not apart:
@@ -72,191 +78,180 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
         with alongside(lambda: build_lists(req, aside, True, metadata=False),
                        f"the build of {' + '.join(aside)}", SIDE_NICENESS) as join:
             summary = build_lists(req, {s: sl for s, sl in lists.items() if s not in apart}, quiet)
-            records = join()["splits"]
-        for split, record in records.items():
-            src = req.srcs[TOP[split]]
-            manifest.update_metadata(out, split, split_metadata(record, src, req.link))
-            say(split_line(split, record), quiet)
-        summary["splits"] = {s: summary["splits"].get(s) or records[s] for s in lists}
+            side = join()["splits"]
+        for split, record in side.items():
+            manifest.update_metadata(out, split, record["metadata"])
+            say(writer_class(req.fmt).describe(split, record), quiet)
+        summary["splits"] = {s: summary["splits"].get(s) or side[s] for s in lists}
+        for record in summary["splits"].values():
+            record.pop("metadata", None)
         return summary
 
 
 def side_by_side(req: BuildRequest, lists: dict[str, SplitList]) -> set[str]:
     """The splits of the val tar, when they are to be built in a process of their own."""
-    if req.fmt != "folders" or req.workers < 2 or not can_fork() or set(req.srcs) != set(TARS):
+    origins = req.benchmark.origins
+    if req.fmt != "folders" or req.workers < 2 or not can_fork() or set(req.sources) != {"train", "val"}:
         return set()
-    if any(req.how[t] != "seek" or s.kind != "tar" for t, s in req.srcs.items()):
+    if any(req.strategies[o] != "seek" or s.kind != "tar" for o, s in req.sources.items()):
         return set()
-    sizes = {top: sum(len(sl.entries) for s, sl in lists.items() if TOP[s] == top) for top in TARS}
-    return {s for s in lists if TOP[s] == "val"} if min(sizes.values()) >= SIDE_MIN_FILES else set()
+    sizes = {o: sum(len(sl.entries) for s, sl in lists.items() if origins[s] == o) for o in req.sources}
+    return {s for s in lists if origins[s] == "val"} if min(sizes.values()) >= SIDE_MIN_FILES else set()
+
+
+class BuildIndexes:
+    """The header indexes a build needs: cached, or scanned with a progress bar."""
+
+    def __init__(self, cached: dict[str, ArchiveIndex], quiet: bool, partial: bool):
+        self.cached, self.quiet, self.partial = cached, quiet, partial
+
+    def archive(self, src: Source) -> ArchiveIndex:
+        return self.cached.get(src.origin) or index_archive(src, self.quiet, partial=self.partial)
+
+    def member_tar(self, tar: Path) -> ArchiveIndex:
+        return indexfile.load_or_scan(tar, nested=False)
+
+
+def index_archive(src: Source, quiet: bool, refresh: bool = False, partial: bool = False) -> ArchiveIndex:
+    with bar(f"index {src.path.name}", readers.stat(src.path)[0], quiet) as b:
+        return indexfile.load_or_scan(src.path, nested=src.nested, progress=b.update,
+                                      refresh=refresh, partial=partial)
 
 
 def build_lists(req: BuildRequest, lists: dict[str, SplitList], quiet: bool,
                 metadata: bool = True) -> dict[str, Any]:
-    """Index, plan, copy and record the splits in `lists`, whichever tars they need.
+    """Index, plan, copy and record the splits in `lists`, whichever sources they need.
     `metadata=False`: ltextract.json is left to the caller (a build side by side)."""
-    out, how, link, workers = req.out, req.how, req.link, req.workers
-    srcs = {t: s for t, s in req.srcs.items() if any(TOP[split] == t for split in lists)}
+    origin_of = req.benchmark.origins
+    srcs = {o: s for o, s in req.sources.items() if any(origin_of[split] == o for split in lists)}
+    kind = writer_class(req.fmt)
     with contextlib.ExitStack() as stack:
+        streamed = {o for o in srcs if req.strategies[o] == "stream"}
         # a stream uses an index only when one is already cached; otherwise it needs none
-        cached = {top: indexfile.load(src.path, top == "train") for top, src in srcs.items()
-                  if how[top] == "stream" and src.kind != "stdin"}
-        unindexed = {top for top in srcs if how[top] == "stream" and cached.get(top) is None}
-        # a truncated tar still yields the files before the cut (folders only: shards need all)
-        jobs, identities, damage = sources.plan(
-            {s: sl for s, sl in lists.items() if TOP[s] not in unindexed},
-            {t: s for t, s in srcs.items() if t not in unindexed},
-            lambda s: cached.get(s.top) or load_index(s.path, s.top, quiet, partial=req.fmt == "folders"),
-            lambda tar: indexfile.load_or_scan(tar, nested=False), link)
-        for split, sl in lists.items():
-            src = srcs[TOP[split]]
-            if src.top in unindexed:
-                jobs[split] = extract.plan_unindexed(split, sl, src.path)
-                identities[src.top] = outdir.file_identity(None if src.kind == "stdin" else src.path)
-        if req.fmt == "webdataset":
-            return build_shards(out, lists, jobs, identities, req.shard_size, workers, quiet)
-        cut = {s for s in lists if TOP[s] in damage}
-        work = resume.prepare(out, {s: jobs[s] for s in lists}, identities, lists, partial=cut)
-        # a split whose copy never started (an earlier source failed) is published as it is too
-        stack.callback(resume.publish_staged, out, work, {w.split: {d.rel: d for d in w.kept}
-                                                          for w in work if w.staged}, False)
-        # one Placer per mode, so a reflink fallback is announced once per run
-        placers = {mode: links.Placer(mode, lambda m: say(m, quiet)) for mode in {link, "copy"}}
-        place = {top: placers[link if s.kind == "tree" else "copy"] for top, s in srcs.items()
-                 if s.kind not in sources.INDEXED + ("stdin",)}
-        for top, s in srcs.items():
-            if s.kind == "multipart":
-                reader = stack.enter_context(contextlib.closing(multipart.PartsReader(s.path)))
-                place[top] = lambda folders, job, r=reader: extract.write_one(
-                    folders, job, r.read(job.offset, job.size))
+        cached = {o: indexfile.load(srcs[o].path, srcs[o].nested) for o in streamed
+                  if srcs[o].kind != "stdin"}
+        unindexed = frozenset(o for o in streamed if cached.get(o) is None)
+        planned = plan.plan(lists, srcs, BuildIndexes({o: i for o, i in cached.items() if i}, quiet,
+                                                      kind.keeps_partial), req.link, unindexed)
+        writer = kind(req.out, Options(req.link, req.shard_size, lambda m: say(m, quiet)))
+        works = writer.begin(planned.jobs, {s: planned.identities[origin_of[s]] for s in lists},
+                             {s for s in lists if origin_of[s] in planned.cuts})
+        stack.callback(writer.end, works)
         records: dict[str, Any] = {}
-        for tops in passes(srcs, how, place):
-            records.update(copy_source(out, {t: srcs[t] for t in tops}, how[tops[0]],
-                                       [w for w in work if TOP[w.split] in tops], lists, workers,
-                                       quiet, place.get(tops[0]), link, damage, metadata))
-        for top, why in damage.items():
-            kept = sum(records[s]["files"] for s in lists if TOP[s] == top)
-            listed = sum(len(lists[s].entries) for s in lists if TOP[s] == top)
-            raise TarError(f"{why}; the {kept:,} of {listed:,} listed files that lie before the cut"
-                           " are extracted and kept: restore the complete tar and re-run to finish")
-        return {"out": str(out), "strategy": how, "splits": {s: records[s] for s in lists}}
+        for origins in copy_groups(srcs, req.strategies):
+            group = {o: srcs[o] for o in origins}
+            group_works = [w for w in works if origin_of[w.split] in origins]
+            records.update(copy_sources(req, writer, group, group_works, lists, quiet, planned.cuts,
+                                        metadata))
+        for origin, why in planned.cuts.items():
+            kept = sum(records[s]["files"] for s in lists if origin_of[s] == origin)
+            listed = sum(len(lists[s].entries) for s in lists if origin_of[s] == origin)
+            raise partial_build(why, kept, listed)
+        return {"out": str(req.out), "format": req.fmt, "strategy": req.strategies,
+                "splits": {s: records[s] for s in lists}}
 
 
-def load_index(tar: Path, top: str, quiet: bool, refresh: bool = False,
-               partial: bool = False) -> tarindex.ArchiveIndex:
-    with bar(f"index {tar.name}", multipart.stat(tar)[0], quiet) as b:
-        return indexfile.load_or_scan(tar, nested=top == "train", progress=b.update, refresh=refresh,
-                                      partial=partial)
+def copy_groups(srcs: dict[str, Source], strategies: dict[str, str]) -> list[list[str]]:
+    """Origins copied in one pass each. Plain tars read by seeking share one (one pool of
+    workers; the train tar's splits get their manifests while the val tar's files copy); a
+    stream, a tree or split parts have their own."""
+    shared = [o for o, s in srcs.items() if strategies[o] == "seek" and s.kind == "tar"]
+    return ([shared] if shared else []) + [[o] for o in srcs if o not in shared]
 
 
-def passes(srcs: dict[str, sources.Source], how: dict[str, str],
-           place: dict[str, extract.Place]) -> list[list[str]]:
-    """Tops copied in one pass each. Plain tars read by seeking share one (one pool of workers;
-    the train tar's splits get their manifests while the val tar's files copy); a stream, a
-    tree or split parts have their own."""
-    shared = [t for t in srcs if how[t] == "seek" and t not in place]
-    return ([shared] if shared else []) + [[t] for t in srcs if t not in shared]
-
-
-def copy_source(out: Path, srcs: dict[str, sources.Source], how: str, works: list[resume.SplitWork],
-                lists: dict[str, SplitList], workers: int, quiet: bool,
-                place: Optional[extract.Place], link: str, damage: dict[str, str],
-                metadata: bool = True) -> dict[str, Any]:
+def copy_sources(req: BuildRequest, writer: Writer, srcs: dict[str, Source], works: list[SplitWork],
+                 lists: dict[str, SplitList], quiet: bool, cuts: dict[str, str],
+                 metadata: bool = True) -> dict[str, Any]:
     """Copy every split served by `srcs` (train and val from the train tar) in one pass; each
     split's manifests are written as soon as its last file is in. Returns the splits' records;
-    a truncated tar (the index says so in `damage`, a stream finds out and adds it there) has
-    its files kept, but its splits are not done: no manifests."""
+    a truncated tar (its index says so in `cuts`, a stream finds out and adds it there) has its
+    files kept, but its splits are not done: no manifests."""
     started = time.monotonic()
+    origin_of = req.benchmark.origins
     todo = [j for w in works for j in w.todo]
     sizes = [j.size for j in todo]
-    staged = {w.split for w in works if w.staged}
     records: dict[str, Any] = {}
 
-    def finish(w: resume.SplitWork, done: dict[str, Done]) -> None:
-        src = srcs[TOP[w.split]]
-        if src.top not in damage and len(done) != len(w.jobs):  # (done holds listed files only)
+    def finish(w: SplitWork, done: dict[str, Done]) -> None:
+        src = srcs[origin_of[w.split]]
+        if src.origin not in cuts and len(done) != len(w.jobs):  # (done holds listed files only)
             hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
-            extract.check_complete([w], {w.split: done}, hint)
-        records[w.split] = split_record(out, w, done, src, lists[w.split], link, started,
-                                        src.top not in damage, quiet, metadata)
+            check_complete(w, done, hint)
+        records[w.split] = split_record(req, writer, w, done, src, lists[w.split], started,
+                                        src.origin not in cuts, quiet, metadata)
 
-    with bar(f"{' + '.join(w.split for w in works)} ({how})",
-             sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b:
-        if how == "seek" or not todo:
-            copied = extract.copy_jobs(out, todo, workers, b.update, place, staged) if todo else ()
-            done = extract.record(out, works, copied, finish)
+    strategy = req.strategies[next(iter(srcs))]
+    with bar(f"{' + '.join(w.split for w in works)} ({strategy})",
+             sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b, \
+            contextlib.ExitStack() as stack:
+        if strategy == "seek" or not todo:
+            readers = {o: stack.enter_context(contextlib.closing(s.reader())) for o, s in srcs.items()}
+            writer.open(works)
+            stack.callback(writer.close)
+            batches = copy.copy_units(writer, writer.units(works), reading(readers, origin_of),
+                                      req.workers, b.update) if todo else ()
+            done = writer.record(works, batches, finish)
         else:
-            (top, src), = srcs.items()
+            (origin, src), = srcs.items()
             tar = None if src.kind == "stdin" else src.path
-            with stream.open_source(tar) as f:
-                label = str(tar) if tar else f"{TARS[src.top]} from stdin"
-                size = tar.stat().st_size if tar and tar.is_file() else None
-                done = extract.record(out, works, extract.stream_jobs(  # splits finish at the end
-                    out, f, label, src.top == "train", todo, workers, b.update, size,
-                    lambda why: damage.setdefault(top, why), staged))
+            f = stack.enter_context(stream.open_source(tar))
+            writer.open(works, threads=True)
+            stack.callback(writer.close)
+            size = tar.stat().st_size if tar and tar.is_file() else None
+            done = writer.record(works, copy.stream_jobs(  # splits finish at the end
+                writer, f, src.label, src.nested, todo, req.workers, b.update, size,
+                lambda why: cuts.setdefault(origin, why)))
     for w in works:  # splits a stream's cut (or a tar short of files) left unfinished
         if w.split not in records:
             finish(w, done[w.split])
     return records
 
 
-def split_record(out: Path, w: resume.SplitWork, done: dict[str, Done], src: sources.Source,
-                 sl: SplitList, link: str, started: float, whole: bool, quiet: bool,
+def reading(readers: dict[str, Reader], origin_of: dict[str, str]) -> Callable[[Job], bytes]:
+    """How the copy engine reads a job: straight from the one reader, or by the job's origin."""
+    if len(readers) == 1:
+        return next(iter(readers.values())).read
+    by_split = {split: readers[origin].read for split, origin in origin_of.items() if origin in readers}
+    return lambda job: by_split[job.split](job)
+
+
+def check_complete(w: SplitWork, done: dict[str, Done], hint: str = "") -> None:
+    """Every listed file of the split is done: the tar held them all. `hint`: the tar's
+    `official_size_hint` (a download cut at a member boundary reads as a whole, shorter tar)."""
+    missing = [j.rel.split("/", 1)[1] for j in w.jobs if j.rel not in done]
+    if missing:
+        first = ", ".join(missing[:5])
+        raise LtError(f"{len(missing):,} image(s) of the {w.split} list are missing from"
+                      f" {w.jobs[0].file.name}{hint}: {first}{' …' if len(missing) > 5 else ''}")
+
+
+def split_record(req: BuildRequest, writer: Writer, w: SplitWork, done: dict[str, Done], src: Source,
+                 sl: SplitList, started: float, whole: bool, quiet: bool,
                  metadata: bool = True) -> dict[str, Any]:
     """A split's entry in the summary; for a `whole` one, its manifests and (with `metadata`)
-    its entry in ltextract.json too."""
-    finished = done.get
-    rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in w.jobs if (d := finished(j.rel))]
+    its entry in ltextract.json too (else it is carried in the record, for the caller)."""
     rechecked = sum(d.rechecked for d in done.values())
-    record = {"files": len(rows), "bytes": sum(r.size for r in rows),
-              "copied": len(w.todo) - rechecked, "kept": len(w.kept), "kept_rechecked": rechecked,
-              "seconds": round(time.monotonic() - started, 3), "list": list_record(sl)}
+    record: dict[str, Any] = {"copied": len(w.todo) - rechecked, "kept": len(w.kept),
+                              "kept_rechecked": rechecked, "list": list_record(sl)}
+    if not whole:  # files before a cut are kept, but the split is not done: no manifests
+        finished = [d for j in w.jobs if (d := done.get(j.rel))]
+        record.update(files=len(finished), bytes=sum(d.size for d in finished))
+    else:
+        source = {"source": src.kind, "link": req.link}
+        rows, meta, stats = writer.finish(w, done, req.benchmark.split(w.split).pin.filename, source)
+        record.update(meta, files=len(rows), bytes=sum(r.size for r in rows), **stats)
+    record["seconds"] = round(time.monotonic() - started, 3)
     if whole:
-        manifest.write_split(out, w.split, rows)
+        entry = {k: record[k] for k in ("files", "bytes", "list")} | meta
         if metadata:
-            manifest.update_metadata(out, w.split, split_metadata(record, src, link))
-            say(split_line(w.split, record), quiet)
+            manifest.update_metadata(req.out, w.split, entry)
+            say(writer.describe(w.split, record), quiet)
+        else:
+            record["metadata"] = entry
     return record
-
-
-def split_metadata(record: dict[str, Any], src: sources.Source, link: str) -> dict[str, Any]:
-    """What ltextract.json says of a split built as folders."""
-    return {k: record[k] for k in ("files", "bytes", "list")} | {
-        "format": "folders", "source": src.kind, "link": link if src.kind == "tree" else "copy"}
-
-
-def split_line(split: str, record: dict[str, Any]) -> str:
-    return (f"{split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
-            f" (copied {record['copied']:,}, kept {record['kept']:,},"
-            f" kept after re-check {record['kept_rechecked']:,}) in {record['seconds']:.1f} s")
 
 
 def list_record(sl: SplitList) -> dict[str, Any]:
     """What ltextract.json keeps of a split's list, so verify can map OUT back to it."""
     return {"source": sl.source, "sha256": sl.sha256, "published": sl.published,
             "canonical_sha256": sl.canonical_sha256}
-
-
-def build_shards(out: Path, lists: dict[str, SplitList], jobs: dict[str, list[extract.Job]],
-                 identities: dict[str, str], size: shards.ShardSize, workers: int,
-                 quiet: bool) -> dict[str, Any]:
-    summary: dict[str, Any] = {"out": str(out), "format": "webdataset", "splits": {}}
-    resume.check_space(out, [j for js in jobs.values() for j in js])
-    for split, split_jobs in jobs.items():
-        started = time.monotonic()
-        with bar(split, sum(j.size for j in split_jobs), quiet) as b:
-            result = shards.build_split(out, split, split_jobs, size, identities[TOP[split]], workers,
-                                        b.update)
-        rows = result.rows(split_jobs)
-        sl = lists[split]
-        record = {"format": "webdataset", "files": len(rows), "bytes": sum(r.size for r in rows),
-                  "shards": len(result.shards), "shard_size": str(size),
-                  "list": list_record(sl)}
-        manifest.write_split(out, split, rows, with_list=False)
-        manifest.update_metadata(out, split, record)
-        summary["splits"][split] = record | {"copied_shards": result.copied, "kept_shards": result.kept,
-                                             "seconds": round(time.monotonic() - started, 3)}
-        say(f"{split}: {len(rows):,} samples in {len(result.shards):,} shard(s),"
-            f" {record['bytes'] / 1e6:,.1f} MB"
-            f" (wrote {result.copied:,}, kept {result.kept:,})", quiet)
-    return summary

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
-from ltextract.base import LtError
+from ltextract.errors import LtError
 
 T = TypeVar("T")
 R = TypeVar("R")

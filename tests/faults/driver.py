@@ -29,8 +29,14 @@ import time
 import types
 from typing import Any, Callable
 
-from ltextract import (base, cli, extract, indexfile, manifest, outdir, pipeline, resume, tarheader, tarindex,
-                       tarwalk)
+from ltextract import cli, copy, files, pipeline
+from ltextract.formats import folders as folders_format
+from ltextract.out import folders as outdir
+from ltextract.out import journal, manifest, resume
+from ltextract.tar import header as tarheader
+from ltextract.tar import index as tarindex
+from ltextract.tar import indexfile
+from ltextract.tar import walk as tarwalk
 
 SCAN_STARTED = "driver: header scan started"
 BUILD = os.getpid()  # the build's own process; copy and scan workers are forked from it
@@ -100,6 +106,14 @@ class _Os(types.ModuleType):
         return getattr(os, name)
 
 
+def _patch_os(module: Any, **overrides: Callable) -> None:
+    """Replace functions of `os` as `module` sees it (keeping earlier replacements)."""
+    if isinstance(module.os, _Os):
+        module.os.__dict__.update(overrides)
+    else:
+        module.os = _Os(**overrides)
+
+
 def _half_write(n: int, build: bool = True) -> Callable:
     """os.write that, on the Nth call, writes half of its buffer and then dies (see `_die`)."""
     calls = _Count()
@@ -134,32 +148,32 @@ def install(spec: str) -> None:
             elif target == "index_save":  # scan done, cache not yet written
                 indexfile.save = _counted(indexfile.save, n_, bool(after))
             elif target == "index_rename":  # the cache index written, not yet renamed
-                indexfile.os = _Os(replace=_counted(os.replace, n_, bool(after)))
+                _patch_os(indexfile, replace=_counted(os.replace, n_, bool(after)))
             elif target == "file_write":  # a file half written (temporary, or in a staged split)
-                extract.os = _Os(write=_half_write(n_))
+                _patch_os(outdir, write=_half_write(n_))
             elif target == "worker_write":  # a copy worker dies halfway through a file
-                extract.os = _Os(write=_half_write(n_, build=False))
+                _patch_os(outdir, write=_half_write(n_, build=False))
             elif target == "file_rename":  # a temporary file whole, not yet renamed
-                outdir.os = _Os(replace=_counted(os.replace, n_, bool(after), _is_part))
+                _patch_os(outdir, replace=_counted(os.replace, n_, bool(after), _is_part))
             elif target == "publish":  # a staged split whole and journaled, not yet renamed
                 resume.publish = _counted(resume.publish, n_, bool(after))
             elif target == "journal_add":  # the Nth file whole, not yet journaled
-                outdir.Journal.add = _counted(outdir.Journal.add, n_, bool(after))
-                outdir.Journal.write = _lines_counted(outdir.Journal.write, n_)
+                journal.Journal.add = _counted(journal.Journal.add, n_, bool(after))
+                journal.Journal.write = _lines_counted(journal.Journal.write, n_)
             elif target == "manifest_rename":  # a manifest/list/metadata temp file whole
-                base.os = _Os(replace=_counted(os.replace, n_, bool(after)))
+                _patch_os(files, replace=_counted(os.replace, n_, bool(after)))
             elif target == "write_split":  # files done, manifests not written
                 manifest.write_split = _counted(manifest.write_split, n_, bool(after))
             else:
                 raise SystemExit(f"unknown kill target {target}")
         elif kind == "slow":
             delay = float(rest)
-            copy = extract.copy_one
+            write_file = folders_format.write_file
 
-            def slow_copy(*args: Any, _copy: Callable = copy) -> Any:
+            def slow_copy(*args: Any, _write: Callable = write_file) -> Any:
                 time.sleep(delay)
-                return _copy(*args)
-            extract.copy_one = slow_copy
+                return _write(*args)
+            folders_format.write_file = slow_copy
         elif kind == "slowscan":
             delay_ = float(rest)
 
@@ -175,8 +189,8 @@ def install(spec: str) -> None:
             tarwalk.parse_header = slow_header
         elif kind == "parallel":
             tarindex.PARALLEL_MIN_SPANS = 1
-            extract.PARALLEL_MIN_FILES = 1
-            extract.TASK_FILES = 4
+            copy.PARALLEL_MIN_FILES = 1
+            folders_format.TASK_FILES = 4
         elif kind == "alongside":
             pipeline.SIDE_MIN_FILES = 1
             log = os.environ.get("SIDES_LOG")
@@ -199,7 +213,7 @@ def _fill_at(path: str, when: str) -> None:
     """Fill the disk at `when`: "journal" (before a split's journal is started), "copy:N"
     (before the Nth file copy) or "manifest" (before the first manifest is written)."""
     if when in ("journal", "manifest"):
-        module, name = (extract, "record") if when == "journal" else (manifest, "write_split")
+        module, name = (folders_format.FoldersWriter, "record") if when == "journal" else (manifest, "write_split")
         original = getattr(module, name)
 
         def filling(*args: Any) -> Any:
@@ -208,14 +222,14 @@ def _fill_at(path: str, when: str) -> None:
         setattr(module, name, filling)
         return
     n = int(when.split(":")[1])
-    copy = extract.copy_one
+    write_file = folders_format.write_file
     calls = _Count()
 
     def filling_copy(*args: Any) -> Any:
         if calls.next() == n:
             _fill(path)
-        return copy(*args)
-    extract.copy_one = filling_copy
+        return write_file(*args)
+    folders_format.write_file = filling_copy
 
 
 def _fill(path: str) -> None:

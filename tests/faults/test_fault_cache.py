@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from ltextract.tarheader import BLOCK, CHKSUM
+from ltextract.tar.header import BLOCK, CHKSUM
 from fault_util import assert_no_partial, build, completes, fails
 from lt_util import run_cli
 

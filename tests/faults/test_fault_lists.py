@@ -7,11 +7,13 @@ import sys
 
 import pytest
 
-from ltextract import cli, fetch
-from ltextract.base import wnids
-from ltextract.splits import PINS, SPLITS, Pin
+from ltextract import cli
+from ltextract.benchmarks import Pin, SplitSpec, imagenet_lt
+from ltextract.benchmarks.classes import wnids
 from fault_util import assert_no_partial, build, fails
-from lt_util import error_line
+from lt_util import error_line, with_split
+
+SPLITS = imagenet_lt.IMAGENET_LT.split_names
 
 W = wnids()
 NOT_LISTS = {
@@ -71,14 +73,16 @@ def test_bad_default_mirror_falls_through(tmp_path, http_server, monkeypatch, ca
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     make_bad, needle = BAD_MIRROR[case]
     R = http_server.Reply
+    bench = imagenet_lt.IMAGENET_LT
     for split in SPLITS:
         good = small_list(split)
-        monkeypatch.setitem(PINS, split, Pin(split, f"ImageNet_LT_{split}.txt", good.count(b"\n"),
-                                             len(good), hashlib.sha256(good).hexdigest(), (1, 1)))
+        pin = Pin(split, f"ImageNet_LT_{split}.txt", good.count(b"\n"), len(good),
+                  hashlib.sha256(good).hexdigest(), (1, 1))
         ctype = {"Content-Type": "text/html"} if case == "html" else {}
-        monkeypatch.setitem(fetch.MIRRORS, split, (
+        bench = with_split(SplitSpec(split, bench.split(split).origin, pin, (
             http_server.route(f"/bad/{split}", R(body=make_bad(good), headers=ctype)),
-            http_server.route(f"/good/{split}", R(body=good))))
+            http_server.route(f"/good/{split}", R(body=good)))), bench)
+    monkeypatch.setattr(imagenet_lt, "IMAGENET_LT", bench)
     code, stdout, stderr = run_inprocess(monkeypatch, capsys, "fetch", "--dest", str(tmp_path / "d"))
     assert code == 0, stderr
     warnings = stderr.splitlines()
@@ -88,7 +92,10 @@ def test_bad_default_mirror_falls_through(tmp_path, http_server, monkeypatch, ca
         assert http_server.hits(f"/bad/{split}") == 1  # a wrong body is not retried
 
     for split in SPLITS:  # now the second mirror is gone too
-        monkeypatch.setitem(fetch.MIRRORS, split, (fetch.MIRRORS[split][0], http_server.url("/nope")))
+        spec = bench.split(split)
+        bench = with_split(SplitSpec(split, spec.origin, spec.pin, (spec.mirrors[0], http_server.url("/nope"))),
+                           bench)
+    monkeypatch.setattr(imagenet_lt, "IMAGENET_LT", bench)
     monkeypatch.setenv("LTEXTRACT_CACHE_DIR", str(tmp_path / "cache2"))
     code, stdout, stderr = run_inprocess(monkeypatch, capsys, "fetch", "--dest", str(tmp_path / "e"))
     assert code == 1

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from ltextract import fetch
-from ltextract.base import FetchError
-from ltextract.fetch import fetch_url
+from ltextract.benchmarks import fetch, get
+from ltextract.errors import FetchError
+from ltextract.benchmarks.fetch import fetch_url
 from fault_util import build, fails
 from lt_util import run_cli
 
@@ -66,7 +66,7 @@ def test_help_states_the_download_bound(command):
     assert f"{fetch.RETRIES + 1} attempts" in text
     per_mirror = fetch.TOTAL + sum(fetch.TIMEOUT)
     assert f"at most about {per_mirror:g} s" in text
-    urls = sum(len(m) for m in fetch.MIRRORS.values())
+    urls = sum(len(s.mirrors) for s in get().splits)
     assert f"{urls} published mirrors" in text
     assert f"at most about {urls * per_mirror / 60:.0f} min" in text
     assert f"backoff pauses ({PAUSES:g} s)" in text

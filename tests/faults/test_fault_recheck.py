@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ltextract import extract, resume
-from ltextract.base import LtError
-from ltextract.outdir import Done, Folders, read_journal_entries
+from ltextract.errors import LtError
+from ltextract.out import resume
+from ltextract.out.folders import Folders, write_file
+from ltextract.out.journal import Done, read_journal_entries
+from ltextract.plan import Job
 from fault_util import SPLITS, assert_no_partial, build, completes, fails, run_faulty
 from lt_util import explode, reference_members
 
@@ -177,8 +179,8 @@ def test_link_modes_after_the_tree_moved(tmp_path, pristine, env):
     assert all(p.stat().st_nlink >= 2 for p in (out / "train").rglob("*.JPEG"))
 
 
-def _job(out: Path, data: bytes, recheck: Done | None) -> extract.Job:
-    return extract.Job("train", "train/n0/a.JPEG", "n0", 0, out / "src.tar", 0, len(data), recheck)
+def _job(out: Path, data: bytes, recheck: Done | None) -> Job:
+    return Job("train", "train/n0/a.JPEG", "n0", 0, out / "src.tar", 0, len(data), recheck)
 
 
 def _journaled(out: Path, data: bytes) -> Done:
@@ -193,15 +195,15 @@ def test_write_one_keeps_only_an_unchanged_equal_file(tmp_path):
     done = _journaled(tmp_path, b"same bytes")
     ino = (tmp_path / done.rel).stat().st_ino
     folders = Folders(tmp_path)
-    kept = extract.write_one(folders, _job(tmp_path, b"same bytes", done), b"same bytes")
+    kept = write_file(folders, _job(tmp_path, b"same bytes", done), b"same bytes")
     assert kept == done and kept.rechecked and (tmp_path / done.rel).stat().st_ino == ino
 
-    other = extract.write_one(folders, _job(tmp_path, b"new! bytes", done), b"new! bytes")
+    other = write_file(folders, _job(tmp_path, b"new! bytes", done), b"new! bytes")
     assert not other.rechecked and (tmp_path / done.rel).read_bytes() == b"new! bytes"
 
     done = _journaled(tmp_path, b"same bytes")
     (tmp_path / done.rel).write_bytes(b"changed after planning")  # between pending and write_one
-    again = extract.write_one(folders, _job(tmp_path, b"same bytes", done), b"same bytes")
+    again = write_file(folders, _job(tmp_path, b"same bytes", done), b"same bytes")
     folders.close()
     assert not again.rechecked and (tmp_path / done.rel).read_bytes() == b"same bytes"
     assert not list((tmp_path / "train" / "n0").glob(".*"))  # no temporary left
@@ -209,10 +211,10 @@ def test_write_one_keeps_only_an_unchanged_equal_file(tmp_path):
 
 def test_free_space_check_skips_files_up_for_recheck(tmp_path):
     done = _journaled(tmp_path, b"x")
-    huge = extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60, done)
+    huge = Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60, done)
     resume.check_space(tmp_path, [huge])  # would need an exabyte were it copied
     with pytest.raises(LtError, match="not enough free space"):
-        resume.check_space(tmp_path, [extract.Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60)])
+        resume.check_space(tmp_path, [Job("train", done.rel, "n0", 0, tmp_path / "t", 0, 1 << 60)])
 
 
 def test_files_dropped_from_the_list_go_whatever_source_wrote_them(manual, out, env):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ltextract.base import OFFICIAL_SIZES
-from ltextract.outdir import journal_path
-from ltextract.tarheader import BLOCK, CHKSUM, SIZE
+from ltextract.archives import OFFICIAL_SIZES
+from ltextract.out.journal import journal_path
+from ltextract.tar.header import BLOCK, CHKSUM, SIZE
 from fault_util import assert_no_partial, build, completes, fails, verifies
 from lt_util import padding_of, reference_members, rewrite_class_tar
 

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ltextract import tarindex, tarwalk
-from ltextract.base import ListError, LtError, TarError, label_of, wnids
-from ltextract.splits import parse_list
+from ltextract.tar import index as tarindex
+from ltextract.tar import walk as tarwalk
+from ltextract.errors import ListError, LtError, TarError
+from ltextract.benchmarks.classes import label_of, wnids
+from ltextract.benchmarks.lists import parse_list
 from ltextract.synth import SynthSpec, make_manual_dir
-from ltextract.tarheader import BLOCK, CHKSUM, parse_header, parse_pax
+from ltextract.tar.header import BLOCK, CHKSUM, parse_header, parse_pax
 
 W = wnids()
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -53,7 +55,7 @@ def test_list_lines_parse_or_raise_list_error(lines, eol):
         return
     for e in entries:  # what a later stage turns into a path under OUT
         assert "/" not in e.file and e.file not in (".", "..") and e.file.isprintable()
-        assert e.file.isascii() and e.label == label_of()[e.wnid] and e.top in ("train", "val")
+        assert e.file.isascii() and e.label == label_of()[e.wnid] and e.origin in ("train", "val")
 
 
 # --- tar headers ------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Collection, Optional
 
-from ltextract.base import LtError
-from ltextract.outdir import (TMP_SUFFIX, Done, Folders, ensure_dir, on_disk, publish,
-                              read_journal_entries, staging_name, still_there, unchanged)
-from ltextract.splits import SplitList
+from ltextract.errors import LtError
+from ltextract.out import TMP_SUFFIX
+from ltextract.out.folders import (Folders, ensure_dir, on_disk, publish, staging_name, still_there,
+                                   unchanged)
+from ltextract.out.journal import Done, read_journal_entries
 
 if TYPE_CHECKING:
-    from ltextract.extract import Job
+    from ltextract.plan import Job
 
 BLOCK_SLACK = 4096  # per-file allowance for filesystem block rounding in the space check
 
@@ -87,16 +88,16 @@ class SplitWork:
 
 
 def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
-            lists: dict[str, SplitList], partial: set[str] = frozenset()) -> list[SplitWork]:
+            partial: Collection[str] = frozenset()) -> list[SplitWork]:
     """What each split still needs, after folders are checked and stale files dropped.
 
-    `identities` maps a list top to its source's identity (`tar_identity` for a tar); splits
-    in `partial` (from a truncated tar) hold only some of their files, so none are dropped."""
+    `identities` maps each split to its source's identity (`plan.identity`); splits in
+    `partial` (from a truncated tar) hold only some of their files, so none are dropped."""
     work: list[SplitWork] = []
     made: list[Path] = []  # staging folders made here: gone again if this fails or is stopped
     try:
         for split, split_jobs in jobs.items():
-            work.append(_prepare_split(out, split, split_jobs, identities, lists, partial, made))
+            work.append(_prepare_split(out, split, split_jobs, identities[split], partial, made))
         check_space(out, [j for w in work for j in w.todo])
     except BaseException:
         for root in made:
@@ -105,8 +106,8 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
     return work
 
 
-def _prepare_split(out: Path, split: str, split_jobs: list[Job], identities: dict[str, str],
-                   lists: dict[str, SplitList], partial: set[str], made: list[Path]) -> SplitWork:
+def _prepare_split(out: Path, split: str, split_jobs: list[Job], identity: str,
+                   partial: Collection[str], made: list[Path]) -> SplitWork:
     """One split of `prepare`; a staging folder it is about to make is noted in `made` first."""
     staged = not os.path.lexists(out / split)  # a first build of it, or one killed before publishing
     root = out / (staging_name(split) if staged else split)
@@ -126,7 +127,6 @@ def _prepare_split(out: Path, split: str, split_jobs: list[Job], identities: dic
             os.mkdir(root / wnid)
         else:
             ensure_dir(root / wnid)
-    identity = identities[lists[split].entries[0].top]
     journaled = read_journal_entries(out, split)
     in_stage = (split,) if staged else ()
     kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity),

@@ -15,16 +15,9 @@ import requests
 import urllib3
 
 from ltextract import __version__
-from ltextract.base import FetchError, atomic_write, cache_dir
-from ltextract.splits import PINS, SPLITS, Pin
-
-_RAW = "https://raw.githubusercontent.com/facebookresearch/classifier-balancing/main/data/ImageNet_LT"
-_DRIVE = "https://drive.google.com/uc?export=download&id="
-MIRRORS: dict[str, tuple[str, ...]] = {
-    "train": (f"{_RAW}/ImageNet_LT_train.txt", _DRIVE + "1Sl1cwy6Dei1I1BMS1YKjI35fkaR1UA_7"),
-    "val": (f"{_RAW}/ImageNet_LT_val.txt", _DRIVE + "1AjYczW4khrQrwPIygXUkHF-Qv4QGEsCF"),
-    "test": (f"{_RAW}/ImageNet_LT_test.txt",),
-}
+from ltextract.benchmarks import Benchmark, SplitSpec, get
+from ltextract.errors import FetchError
+from ltextract.files import atomic_write, cache_dir
 
 TIMEOUT = (5.0, 30.0)  # (connect, read between bytes) seconds
 RETRIES = 3
@@ -228,18 +221,18 @@ def _describe(exc: FetchError) -> str:
     return getattr(exc, "reason", str(exc))
 
 
-def fetch_published(split: str, *, mirrors: Optional[Sequence[str]] = None,
-                    pin: Optional[Pin] = None, session: Optional[requests.Session] = None,
+def fetch_published(spec: SplitSpec, *, mirrors: Optional[Sequence[str]] = None,
+                    session: Optional[requests.Session] = None,
                     warn: Warn = _quiet, cache: Optional[Path] = None,
                     timeout: tuple[float, float] = TIMEOUT, retries: int = RETRIES,
                     backoff: float = BACKOFF) -> tuple[bytes, str]:
-    """The published list of `split`, verified against its pin: (data, where it came from).
+    """The published list of a split, verified against its pin: (data, where it came from).
 
-    `cache` is the folder of verified lists (default: <cache dir>/lists); a cached copy that no
-    longer matches the pin is deleted rather than trusted.
+    `mirrors` replace the split's own; `cache` is the folder of verified lists (default:
+    <cache dir>/lists); a cached copy that no longer matches the pin is deleted rather than trusted.
     """
-    pin = pin or PINS[split]
-    urls = MIRRORS.get(split, ()) if mirrors is None else tuple(mirrors)
+    pin = spec.pin
+    urls = spec.mirrors if mirrors is None else tuple(mirrors)
     cached = (cache if cache is not None else cache_dir() / "lists") / pin.filename
     try:
         data = cached.read_bytes()
@@ -254,7 +247,7 @@ def fetch_published(split: str, *, mirrors: Optional[Sequence[str]] = None,
         with contextlib.suppress(OSError):  # if it cannot go, the verified copy overwrites it
             cached.unlink()
     if not urls:
-        raise FetchError(f"no mirror known for the {split} list")
+        raise FetchError(f"no mirror known for the {spec.name} list")
     failures = []
     for i, url in enumerate(urls):
         try:
@@ -283,24 +276,26 @@ def _store(path: Path, data: bytes, warn: Warn) -> None:
         warn(f"cannot cache {path}: {e.strerror or e}")
 
 
-def fetch_lists(dest: Optional[Path], splits: Sequence[str] = SPLITS, *,
+def fetch_lists(dest: Optional[Path], splits: Optional[Sequence[str]] = None, *,
+                benchmark: Optional[Benchmark] = None,
                 mirrors: Optional[Mapping[str, Sequence[str]]] = None,
-                pins: Optional[Mapping[str, Pin]] = None,
                 session: Optional[requests.Session] = None, warn: Warn = _quiet,
                 cache: Optional[Path] = None, timeout: tuple[float, float] = TIMEOUT,
                 retries: int = RETRIES, backoff: float = BACKOFF) -> dict[str, Path]:
-    """`ltextract fetch`: download and verify each list, write it into `dest` (default: the cache)."""
+    """`ltextract fetch`: download and verify each list (default: every split of the benchmark),
+    write it into `dest` (default: the cache)."""
+    bench = benchmark or get()
     cache = cache if cache is not None else cache_dir() / "lists"
     own = session is None
     s = new_session() if session is None else session
     paths = {}
     try:
-        for split in splits:
-            pin = (pins or PINS)[split]
-            data, _ = fetch_published(split, mirrors=None if mirrors is None else mirrors[split],
-                                      pin=pin, session=s, warn=warn, cache=cache, timeout=timeout,
+        for split in bench.split_names if splits is None else splits:
+            spec = bench.split(split)
+            data, _ = fetch_published(spec, mirrors=None if mirrors is None else mirrors[split],
+                                      session=s, warn=warn, cache=cache, timeout=timeout,
                                       retries=retries, backoff=backoff)
-            path = (dest if dest is not None else cache) / pin.filename
+            path = (dest if dest is not None else cache) / spec.pin.filename
             if dest is not None or not path.is_file():  # the cache may have refused the copy
                 try:
                     atomic_write(path, data)

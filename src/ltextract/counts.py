@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ltextract.base import LtError, label_of
+from ltextract.benchmarks.classes import label_of
+from ltextract.errors import LtError
 
 MANY_ABOVE = 100  # many-shot: more than this many train images
 FEW_BELOW = 20  # few-shot: fewer than this many
@@ -74,13 +75,13 @@ def count_classes(wnids: Iterable[str], source: str) -> Stats:
 
 def from_out(out: Path) -> Stats:
     """Counts from a built OUT's train manifest (any --format writes one)."""
-    from ltextract.manifest import manifest_path, read_manifest
+    from ltextract.out.manifest import manifest_path, read_manifest
 
     return count_classes((r.wnid for r in read_manifest(out, "train")), str(manifest_path(out, "train")))
 
 
 def from_splits_dir(splits_dir: Path) -> Stats:
-    from ltextract.splits import load_lists
+    from ltextract.benchmarks.load import load_lists
 
     sl = load_lists(["train"], splits_dir=splits_dir)["train"]
     return count_classes((e.wnid for e in sl.entries), sl.source)
@@ -123,7 +124,7 @@ def plot(stats: Stats, dest: Path) -> None:
     from matplotlib import pyplot as plt
     from matplotlib.ticker import ScalarFormatter
 
-    from ltextract.base import atomic_writer
+    from ltextract.files import atomic_writer
 
     counts = [c.count for c in stats.classes]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)

@@ -11,10 +11,11 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from ltextract import __version__
-from ltextract.base import LtError, atomic_write, read_json
+from ltextract.errors import LtError
+from ltextract.files import atomic_write, read_json
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
@@ -42,8 +43,9 @@ def manifest_path(out: Path, split: str) -> Path:
     return out / f"{split}.csv"
 
 
-def list_path(out: Path, split: str) -> Path:
-    return out / f"ImageNet_LT_{split}.txt"
+def list_path(out: Path, list_name: str) -> Path:
+    """The split's list rewritten relative to OUT, under the published list's file name."""
+    return out / list_name
 
 
 def render_manifest(rows: list[Row]) -> bytes:
@@ -75,11 +77,12 @@ def render_list(rows: Iterable[Row]) -> bytes:
     return "".join([f"{r.path} {r.label}\n" for r in rows]).encode("utf-8")
 
 
-def write_split(out: Path, split: str, rows: list[Row], with_list: bool = True) -> None:
-    """`with_list=False` for shards: a list of paths that do not exist on disk would mislead."""
+def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None) -> None:
+    """The manifest, and the list rewritten under `list_name` (none for shards: a list of paths
+    that do not exist on disk would mislead)."""
     atomic_write(manifest_path(out, split), render_manifest(rows))
-    if with_list:
-        atomic_write(list_path(out, split), render_list(rows))
+    if list_name:
+        atomic_write(list_path(out, list_name), render_list(rows))
 
 
 def read_manifest(out: Path, split: str) -> list[Row]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from ltextract.base import TarError
+from ltextract.errors import TarError
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)

@@ -14,9 +14,12 @@ import multiprocessing
 import os
 from typing import Callable
 
-from ltextract.base import LtError, sha256_of
-from ltextract.extract import Job, copy_one
-from ltextract.outdir import TMP_SUFFIX, Done, Folders, place_atomically, unlink_at
+from ltextract.errors import LtError
+from ltextract.files import sha256_of
+from ltextract.out import TMP_SUFFIX
+from ltextract.out.folders import Folders, place_atomically, unlink_at, write_file
+from ltextract.out.journal import Done
+from ltextract.plan import Job
 
 MODES = ("copy", "hardlink", "reflink", "symlink")
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -40,10 +43,10 @@ class Placer:
         self._fell_back = multiprocessing.Value("b", 0)  # shared with forked copy workers
 
     def __call__(self, folders: Folders, job: Job) -> Done:
-        src_fd = os.open(job.tar, os.O_RDONLY | os.O_CLOEXEC)
+        src_fd = os.open(job.file, os.O_RDONLY | os.O_CLOEXEC)
         try:
             if self.mode == "copy" or job.offset or (self.mode == "reflink" and self._fell_back.value):
-                return copy_one(src_fd, folders, job)  # members of class tars are always copied
+                return _copy(src_fd, folders, job)  # members of class tars are always copied
             if self.mode == "reflink":
                 return self._reflink(src_fd, folders, job)
             digest = sha256_of(src_fd, job.size)
@@ -55,14 +58,14 @@ class Placer:
         unlink_at(dir_fd, tmp)  # and never link through whatever was planted there
         try:
             if self.mode == "hardlink":
-                os.link(os.path.realpath(job.tar), tmp, dst_dir_fd=dir_fd)  # not the link itself
+                os.link(os.path.realpath(job.file), tmp, dst_dir_fd=dir_fd)  # not the link itself
             else:
-                os.symlink(os.path.abspath(job.tar), tmp, dir_fd=dir_fd)
+                os.symlink(os.path.abspath(job.file), tmp, dir_fd=dir_fd)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as e:
             unlink_at(dir_fd, tmp)
             if self.mode == "hardlink" and e.errno == errno.EXDEV:
-                raise LtError(f"--link hardlink needs OUT on the same filesystem as {job.tar};"
+                raise LtError(f"--link hardlink needs OUT on the same filesystem as {job.file};"
                               " use --link reflink or copy") from None
             e.filename = str(folders.out / job.rel)
             raise
@@ -81,7 +84,7 @@ class Placer:
             mtime_ns = place_atomically(folders, job.rel, clone)
         except _CannotClone as e:
             self._fall_back(e.error)
-            return copy_one(src_fd, folders, job)
+            return _copy(src_fd, folders, job)
         return Done(job.rel, job.size, mtime_ns, sha256_of(src_fd, job.size))
 
     def _fall_back(self, e: OSError) -> None:
@@ -90,3 +93,7 @@ class Placer:
                 return
             self._fell_back.value = 1
         self.notice(f"reflink is not supported here ({os.strerror(e.errno or 0)}); copying instead")
+
+
+def _copy(src_fd: int, folders: Folders, job: Job) -> Done:
+    return write_file(folders, job, os.pread(src_fd, job.size, job.offset))

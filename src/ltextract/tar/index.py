@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ltextract import multipart
-from ltextract.base import OFFICIAL_SIZES, TarError, official_size_hint
-from ltextract.tarheader import BLOCK, decode_name
-from ltextract.tarwalk import Buffer, Truncated, check_head, collect_members, group_where, iter_groups
+from ltextract.errors import TarError
+from ltextract.tar import readers
+from ltextract.tar.header import BLOCK, decode_name
+from ltextract.tar.truncation import Truncated, is_cut, truncation_message
+from ltextract.tar.walk import Buffer, check_head, collect_members, group_where, iter_groups
 from ltextract.workers import can_fork, fork_map
 
 FINGERPRINT_BYTES = 4096
@@ -53,7 +54,7 @@ class ArchiveIndex:
     from_cache: bool = False
     #: Why the scan stopped early (a truncated file): the index then holds only the members
     #: whose bytes lie wholly before the cut. Never cached.
-    damage: str = ""
+    cut: str = ""
 
     @property
     def members(self) -> int:
@@ -76,41 +77,22 @@ class ArchiveIndex:
 
 # --- scanning -------------------------------------------------------------------------
 
-def is_cut(path: Path, size: int, t: Truncated) -> bool:
-    """A cut file explains a member running past its end, unless the member lies inside a class
-    tar (which the outer scan found whole) or claims more than even the complete file holds."""
-    whole = max(size, OFFICIAL_SIZES.get(path.name) or 0)
-    return t.end >= size and t.needs - t.header_at <= whole
-
-
-def truncation_message(path: Path, size: int, t: Truncated) -> str:
-    member = t.subject(t.where[len(str(path)):].lstrip(": "))  # with the class tar, if in one
-    if is_cut(path, size, t):
-        return (f"{path} is truncated: {member} needs bytes up to {t.needs:,} but the file ends"
-                f" at {size:,}{official_size_hint(path.name, size)}")
-    bound = f"past the end of its tar at {t.end:,}" if t.end < size else \
-        f"more than the whole file ({size:,} bytes)"
-    if t.padding:  # the member's data is whole, the zero padding after it is not
-        return f"{path} is corrupt: {member} runs to byte {t.needs:,}, {bound}"
-    return f"{path} is corrupt: {member} claims {t.needs - t.header_at - BLOCK:,} bytes, {bound}"
-
-
 def scan(path: Path, nested: bool, progress: Progress = None) -> ArchiveIndex:
     """Read only the header blocks of `path` (and of each class tar inside it when nested)."""
-    size, mtime_ns = multipart.stat(path)
-    reader = multipart.open_for_scan(path)
+    size, mtime_ns = readers.stat(path)
+    reader = readers.open_for_scan(path)
     try:
         check_head(str(path), reader.read(0, BLOCK))
-        groups, names, offsets, sizes, damage = _scan_groups(reader, path, nested, progress)
+        groups, names, offsets, sizes, cut = _scan_groups(reader, path, nested, progress)
         fingerprint = _fingerprint(reader)
     finally:
         reader.close()
     return ArchiveIndex(path, size, mtime_ns, fingerprint, nested, groups,
-                        names, offsets, sizes, damage=damage)
+                        names, offsets, sizes, cut=cut)
 
 
-def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progress: Progress):
-    """Groups, names (each followed by "\n"), offsets and sizes, and the damage message of a
+def _scan_groups(reader: readers.ByteReader, path: Path, nested: bool, progress: Progress):
+    """Groups, names (each followed by "\n"), offsets and sizes, and why a
     truncated file (the members before the cut are kept).
 
     The outer walk finds the class tars (1,000 headers); their members are then scanned in
@@ -120,8 +102,8 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
     names: list[bytes] = []  # joined once at the end: extending one buffer copies it over and over
     offsets, sizes = array("Q"), array("Q")
     done = 0
-    damage = ""
-    buf = reader.map if isinstance(reader, multipart.MappedReader) else multipart.Slices(reader)
+    cut = ""
+    buf = reader.map if isinstance(reader, readers.MappedReader) else readers.Slices(reader)
     spans: list[tuple[str, int, int]] = []
     outer_cut: Optional[Truncated] = None
     try:
@@ -150,10 +132,10 @@ def _scan_groups(reader: multipart.ByteReader, path: Path, nested: bool, progres
         if outer_cut is not None:
             raise outer_cut
     except Truncated as t:
-        damage = truncation_message(path, reader.size, t)
+        cut = truncation_message(path, reader.size, t)
         if not is_cut(path, reader.size, t):
-            raise TarError(damage) from None  # a corrupt archive: nothing in it is trusted
-    return groups, b"".join(names), offsets, sizes, damage
+            raise TarError(cut) from None  # a corrupt archive: nothing in it is trusted
+    return groups, b"".join(names), offsets, sizes, cut
 
 
 @dataclass
@@ -176,10 +158,10 @@ PARALLEL_MIN_SPANS = 16
 #: tar already in the page cache gets one per core (at least 2).
 SCAN_WORKERS = min(32, max(8, os.cpu_count() or 1))
 TASKS_PER_WORKER = 4  # contiguous runs of class tars per worker: evens out their sizes
-_shared: Optional[tuple[Buffer, multipart.ByteReader, str]] = None  # inherited by forked workers
+_shared: Optional[tuple[Buffer, readers.ByteReader, str]] = None  # inherited by forked workers
 
 
-def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
+def _scan_spans(buf: Buffer, reader: readers.ByteReader, where: str,
                 spans: list[tuple[str, int, int]]) -> Iterator[Span]:
     """The members of each span, in order; in forked worker processes when there are many."""
     workers = min(SCAN_WORKERS, len(spans))
@@ -204,12 +186,12 @@ def _scan_spans(buf: Buffer, reader: multipart.ByteReader, where: str,
 CACHE_PROBES = 32
 
 
-def _in_page_cache(reader: multipart.ByteReader, spans: list[tuple[str, int, int]]) -> bool:
+def _in_page_cache(reader: readers.ByteReader, spans: list[tuple[str, int, int]]) -> bool:
     """Whether the tar looks wholly in the page cache (read before, a warm rescan): a one-byte
     read that must not wait for storage (RWF_NOWAIT) succeeds in the middle of each of
     CACHE_PROBES class tars. Anything else (a cold or partly cold file, a filesystem or
     kernel without RWF_NOWAIT, a split tar) counts as not cached."""
-    if not isinstance(reader, multipart.MappedReader) or not hasattr(os, "RWF_NOWAIT"):
+    if not isinstance(reader, readers.MappedReader) or not hasattr(os, "RWF_NOWAIT"):
         return False
     byte = bytearray(1)
     for i in range(0, len(spans), max(1, len(spans) // CACHE_PROBES)):
@@ -233,7 +215,7 @@ def _scan_task(spans: list[tuple[str, int, int]]) -> list[Span]:
     return found
 
 
-def _scan_span(buf: Buffer, reader: multipart.ByteReader, where: str,
+def _scan_span(buf: Buffer, reader: readers.ByteReader, where: str,
                group: str, start: int, end: int) -> Span:
     span = Span(group, start, end)
     names: list[bytes] = []
@@ -249,7 +231,7 @@ def _scan_span(buf: Buffer, reader: multipart.ByteReader, where: str,
         if span.names.count(b"\n") != len(names):  # one check per group
             _drop_newlines(names, span.offsets, span.sizes)
             span.names = b"\n".join(names) + b"\n" if names else b""
-    if isinstance(reader, multipart.MappedReader):
+    if isinstance(reader, readers.MappedReader):
         reader.release(start, end)
     return span
 
@@ -271,14 +253,14 @@ def _drop_newlines(names: list[bytes], offsets: array, sizes: array) -> None:
 
 
 def fingerprint(path: Path) -> str:
-    reader = multipart.open_for_scan(path)
+    reader = readers.open_for_scan(path)
     try:
         return _fingerprint(reader)
     finally:
         reader.close()
 
 
-def _fingerprint(reader: multipart.ByteReader) -> str:
+def _fingerprint(reader: readers.ByteReader) -> str:
     """Cheap identity beyond size and mtime: hash of the first and last 4 KiB."""
     h = hashlib.sha256()
     h.update(reader.read(0, FINGERPRINT_BYTES))

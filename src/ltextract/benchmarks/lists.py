@@ -1,5 +1,5 @@
-"""The ImageNet-LT split lists: parse and validate them line by line, pin the published ones,
-and pick where each list comes from (custom URL, local folder, or the published mirrors)."""
+"""Split lists: parse and validate them line by line (errors cite `file:line`), and check a
+published one against its pinned totals."""
 from __future__ import annotations
 
 import contextlib
@@ -10,17 +10,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from itertools import repeat
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
 
-from ltextract.base import ListError, label_of
-
-if TYPE_CHECKING:
-    import requests
-
-SPLITS = ("train", "val", "test")
-#: Which ILSVRC2012 tar a split's images come from: ImageNet-LT's val is carved out of train.
-TOP = {"train": "train", "val": "train", "test": "val"}
+from ltextract.benchmarks import Pin, SplitSpec
+from ltextract.benchmarks.classes import label_of
+from ltextract.errors import ListError
 
 #: Longer than any sane line (published ones are < 60 bytes); stops a huge blob before any regex.
 MAX_LINE = 1024
@@ -31,33 +25,11 @@ MAX_BYTES = 64 << 20
 MAX_LINES = 4_000_000
 
 
-@dataclass(frozen=True)
-class Pin:
-    """What the published list of a split must look like, byte for byte and in totals."""
-
-    split: str
-    filename: str
-    lines: int
-    size: int
-    sha256: str
-    per_class: tuple[int, int]  # (min, max) images per class
-
-
-PINS: dict[str, Pin] = {
-    "train": Pin("train", "ImageNet_LT_train.txt", 115_846, 4_658_674,
-                 "efdbdad4f050237c310b2f354cf95a8b1d7c8d57a63c4ea4bb6bf2bcb012f37f", (5, 1280)),
-    "val": Pin("val", "ImageNet_LT_val.txt", 20_000, 804_172,
-               "9af7ba688acf9532ff5845a8fb14a1e97fdc4c51ac48bc72c08ea9c3f7ff142e", (20, 20)),
-    "test": Pin("test", "ImageNet_LT_test.txt", 50_000, 2_344_500,
-                "d1590191cf8a71fada7b1aaedaa2d139a2aea93ff2f1b755319d0bd8dbaa55d5", (50, 50)),
-}
-
-
 class Entry(NamedTuple):
     """One image of a list; `line` is 1-based so later stages can still cite `file:line`.
     A NamedTuple: as immutable as a frozen dataclass, made 3x faster (a list has 10^5)."""
 
-    top: str
+    origin: str  # the list path's first folder: which source images ("train" | "val")
     wnid: str
     file: str
     label: int
@@ -65,7 +37,7 @@ class Entry(NamedTuple):
 
     @property
     def path(self) -> str:
-        return f"{self.top}/{self.wnid}/{self.file}"
+        return f"{self.origin}/{self.wnid}/{self.file}"
 
 
 @dataclass(frozen=True)
@@ -76,10 +48,6 @@ class SplitList:
     source: str  # path or URL the bytes came from
     published: bool  # sha256 equals the pin
     canonical_sha256: str  # what the list says, hashed as `canonical_sha256` does
-
-
-def _quiet(msg: str) -> None:
-    """Default `warn`: library calls stay silent unless the caller passes a sink."""
 
 
 # The shape of every well-formed line; anything else goes to _diagnose for a precise message.
@@ -121,9 +89,9 @@ def _diagnose(line: str) -> str:
         return f"path {_show(path)} has an empty component"
     if len(parts) != 3:
         return f"path {_show(path)} has {len(parts)} parts, expected <top>/<wnid>/<file>"
-    top, wnid, name = parts
-    if top not in ("train", "val"):
-        return f"top folder {_show(top)} is neither 'train' nor 'val'"
+    origin, wnid, name = parts
+    if origin not in ("train", "val"):
+        return f"top folder {_show(origin)} is neither 'train' nor 'val'"
     if not _WNID.fullmatch(wnid):
         return f"{_show(wnid)} is not a wnid (n + 8 digits)"
     if name == ".":
@@ -214,13 +182,13 @@ def _parse_clean(text: str, lines: list[str]) -> Optional[list[Entry]]:
     rows = _LINES.findall(text)
     if len(rows) != len(lines):  # a line `_LINE` does not match
         return None
-    tops, wnids, files, labels = zip(*rows)
-    if len(set(tops)) != 1 or tuple(map(_label_strings().get, wnids)) != labels:
+    origins, wnids, files, labels = zip(*rows)
+    if len(set(origins)) != 1 or tuple(map(_label_strings().get, wnids)) != labels:
         return None
     if len(set(files)) != len(files) and len(set(zip(wnids, files))) != len(files):
         return None
     wnid, label = (d.__getitem__ for d in _shared())  # both checked above: every key is there
-    return list(map(Entry, repeat(tops[0]), map(wnid, wnids), files, map(label, labels),
+    return list(map(Entry, repeat(origins[0]), map(wnid, wnids), files, map(label, labels),
                     range(1, len(lines) + 1)))
 
 
@@ -238,7 +206,7 @@ def _parse_lines(lines: list[str], name: str) -> list[Entry]:
     entries: list[Entry] = []
     append = entries.append
     seen: dict[str, int] = {}
-    top0: Optional[str] = None
+    first: Optional[str] = None  # the origin of the first entry: every line must share it
     blank = 0  # first blank line of the current run; an entry after it is an error
     for no, line in enumerate(lines, 1):
         if len(line) > MAX_LINE:
@@ -250,20 +218,20 @@ def _parse_lines(lines: list[str], name: str) -> list[Entry]:
                 blank = blank or no
                 continue
             raise ListError(f"{name}:{no}: {_diagnose(line)}")
-        top, wnid, file, label = m.groups()
+        origin, wnid, file, label = m.groups()
         if want.get(wnid) != label:
             raise ListError(f"{name}:{no}: {_bad_label(wnid, label)}")
-        if top != top0:
-            if top0 is not None:
-                raise ListError(f"{name}:{no}: top folder {top} differs from {top0} on line"
+        if origin != first:
+            if first is not None:
+                raise ListError(f"{name}:{no}: top folder {origin} differs from {first} on line"
                                 f" {entries[0].line}; one list points into one tar")
-            top0 = top
-        first = seen.setdefault(m.group(1, 2, 3), no)
-        if first != no:
-            raise ListError(f"{name}:{no}: duplicate of line {first} ({top}/{wnid}/{file})")
+            first = origin
+        earlier = seen.setdefault(m.group(1, 2, 3), no)
+        if earlier != no:
+            raise ListError(f"{name}:{no}: duplicate of line {earlier} ({origin}/{wnid}/{file})")
         if blank:
             raise ListError(f"{name}:{blank}: blank line before the end of the list")
-        append(Entry(top, wnid, file, int(label), no))
+        append(Entry(origin, wnid, file, int(label), no))
     if not entries:
         raise ListError(f"{name}: no entries")
     return entries
@@ -289,11 +257,10 @@ def list_canonical_sha256(data: bytes, entries: Sequence[Entry], digest: str) ->
     return canonical_sha256((e.path, e.label) for e in entries)
 
 
-def check_split(split: str, entries: Sequence[Entry], name: str) -> None:
-    """A split's images live in one particular tar: val in train/, test in val/."""
-    want = TOP[split]
-    if entries and entries[0].top != want:
-        raise ListError(f"{name}: the {split} list must point into {want}/, but line"
+def check_split(spec: SplitSpec, entries: Sequence[Entry], name: str) -> None:
+    """A split's images live in one particular set: ImageNet-LT's val in train/, test in val/."""
+    if entries and entries[0].origin != spec.origin:
+        raise ListError(f"{name}: the {spec.name} list must point into {spec.origin}/, but line"
                         f" {entries[0].line} is {entries[0].path}")
 
 
@@ -310,65 +277,3 @@ def check_totals(pin: Pin, entries: Sequence[Entry], name: str) -> None:
         if not lo <= n <= hi:
             want = f"{lo}" if lo == hi else f"between {lo} and {hi}"
             raise ListError(f"{name}: class {wnid} has {n} images, expected {want}")
-
-
-def _read_local(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_BYTES:  # before reading it all into memory
-            raise ListError(f"{path}: {path.stat().st_size:,} bytes is too large for a list"
-                            f" (limit {MAX_BYTES:,})")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ListError(f"{path} not found") from None
-    except OSError as e:
-        raise ListError(f"cannot read {path}: {e.strerror or e}") from None
-
-
-def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
-               split_urls: Mapping[str, str] = {},  # noqa: B006 - read only
-               warn: Callable[[str], None] = _quiet,
-               session: Optional[requests.Session] = None) -> dict[str, SplitList]:
-    """Each split's list from the first source that applies: custom URL, `splits_dir`, published.
-
-    A user-supplied list that is not byte-identical to the published one is still usable: it is
-    recorded as custom (with one warning) so the output never claims to be ImageNet-LT proper.
-    """
-    unknown = [s for s in [*splits, *split_urls] if s not in PINS]
-    if unknown:
-        raise ListError(f"unknown split {unknown[0]!r} (expected one of {', '.join(SPLITS)})")
-    online = any(s in split_urls or splits_dir is None for s in splits)
-    if online:  # imported only then: runs from local lists (and `verify`) never load requests (50 ms)
-        from ltextract import fetch
-    own = session is None and online
-    if own:
-        session = fetch.new_session()
-    try:
-        out = {}
-        for split in splits:
-            pin = PINS[split]
-            if split in split_urls:
-                source = name = short = split_urls[split]
-                data = fetch.fetch_url(source, session=session)
-            elif splits_dir is not None:
-                path = splits_dir / pin.filename
-                source = name = str(path)
-                short = path.name
-                data = _read_local(path)
-            else:
-                data, source = fetch.fetch_published(split, session=session, warn=warn)
-                name = short = pin.filename
-            entries = parse_list(data, name)
-            check_split(split, entries, name)
-            digest = hashlib.sha256(data).hexdigest()
-            published = digest == pin.sha256
-            if published:
-                check_totals(pin, entries, name)
-            else:
-                warn(f"{short} is not the published list (sha256 {digest[:12]}…);"
-                     " recording it as custom")
-            out[split] = SplitList(split, entries, digest, source, published,
-                                   list_canonical_sha256(data, entries, digest))
-        return out
-    finally:
-        if own and session is not None:
-            session.close()

@@ -13,10 +13,11 @@ import zlib
 from array import array
 from typing import Iterator, Optional, Union
 
-from ltextract.base import TarError
-from ltextract.tarheader import (
+from ltextract.errors import TarError
+from ltextract.tar.header import (
     ADLER_MOD, BLOCK, CHKSUM_AS_SPACES, GNU_LONGNAME, GNU_MAGIC, PAX_LOCAL, USTAR_MAGIC, ZERO_BLOCK,
     cstr, decode_name, describe_non_tar, padded, parse_header, parse_pax, pax_size, printable)
+from ltextract.tar.truncation import Truncated
 
 Buffer = Union[bytes, mmap.mmap]
 OPEN_END = 1 << 62  # the end of a stream of unknown length: end of input ends the walk there
@@ -173,26 +174,6 @@ def _checksum_base(field: bytes) -> int:
     if len(_CHECKSUMS) < 1 << 17:
         _CHECKSUMS[field] = base
     return base
-
-
-class Truncated(TarError):
-    """A header or payload runs past the end of its tar (`where`), or only the zero padding after
-    a whole payload does (`padding`); `scan` rewords it with the file's context."""
-
-    def __init__(self, where: str, header_at: int, needs: int, what: str, end: int,
-                 padding: bool = False):
-        self.where, self.header_at, self.needs, self.end = where, header_at, needs, end
-        self.what, self.padding = printable(what), padding
-        super().__init__(f"{self.subject()} needs bytes up to {needs:,}, past the end of its tar at {end:,}")
-
-    def subject(self, inner: str = "") -> str:
-        """What runs past the end: "[the padding after ][<inner>: ]<what> (header at offset N)";
-        `inner` is the class tar holding the member, when a message names it."""
-        return (f"{'the padding after ' if self.padding else ''}{inner + ': ' if inner else ''}"
-                f"{self.what} (header at offset {self.header_at:,})")
-
-    def __reduce__(self):  # crosses from a scan worker process
-        return Truncated, (self.where, self.header_at, self.needs, self.what, self.end, self.padding)
 
 
 def normalise(name: str, wnid: str = "") -> str:

@@ -1,4 +1,4 @@
-"""Things every stage shares: the error type, the 1000 wnids, where caches live, atomic files."""
+"""Writing files whole or not at all, reading back what ltextract wrote, and the cache dir."""
 from __future__ import annotations
 
 import contextlib
@@ -6,54 +6,12 @@ import hashlib
 import json
 import os
 import tempfile
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional
 
-TRAIN_TAR = "ILSVRC2012_img_train.tar"
-VAL_TAR = "ILSVRC2012_img_val.tar"
-#: Sizes of the official archives; a different size usually means a truncated download.
-OFFICIAL_SIZES = {TRAIN_TAR: 147_897_477_120, VAL_TAR: 6_744_924_160}
+from ltextract.errors import LtError
+
 HASH_CHUNK = 1 << 20
-
-
-def official_size_hint(name: str, size: int) -> str:
-    """" (the official <name> is N bytes, this file M: an incomplete download?)" when `name` is one
-    of the official archives and `size` is not its size, else "": a cut download often ends at a
-    member boundary, where nothing in the tar itself shows the cut."""
-    official = OFFICIAL_SIZES.get(name)
-    if not official or size == official:
-        return ""
-    return f" (the official {name} is {official:,} bytes, this file {size:,}: an incomplete download?)"
-
-
-class LtError(Exception):
-    """A failure the user can act on: the CLI prints it as one line and exits 1."""
-
-
-class ListError(LtError):
-    """A split list is malformed or does not match its pin."""
-
-
-class TarError(LtError):
-    """A tar is missing, truncated or corrupt."""
-
-
-class FetchError(LtError):
-    """A list could not be downloaded."""
-
-
-@lru_cache(maxsize=1)
-def wnids() -> tuple[str, ...]:
-    """The 1000 ILSVRC2012 wnids, sorted: a wnid's position is its label."""
-    text = resources.files("ltextract").joinpath("wnids.txt").read_text("ascii")
-    return tuple(text.split())
-
-
-@lru_cache(maxsize=1)
-def label_of() -> dict[str, int]:
-    return {w: i for i, w in enumerate(wnids())}
 
 
 def cache_dir() -> Path:
@@ -63,14 +21,6 @@ def cache_dir() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return Path(xdg) / "ltextract" if xdg else Path.home() / ".cache" / "ltextract"
-
-
-def default_manual_dir() -> Path:
-    """Where TFDS users already keep the tars."""
-    env = os.environ.get("LTEXTRACT_MANUAL_DIR")
-    if env:
-        return Path(env)
-    return Path.home() / "tensorflow_datasets" / "downloads" / "manual"
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Protocol, Union
 
-from ltextract.base import TarError
+from ltextract.errors import TarError
 
 _PART = re.compile(r"^(?P<base>.+\.tar)\.(?P<num>\d{3})$")
 

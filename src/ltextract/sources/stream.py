@@ -3,7 +3,7 @@
 Spinning disks and network filesystems serve one long read far better than many seeks, and a
 pipe (`-`, stdin) cannot seek at all. The pass walks the same header logic as the index scan
 (`tarwalk.iter_groups`) over a forward-only reader, so both strategies find the same members.
-`choose` picks seek or stream for a file from its device and filesystem.
+`storage.choose` picks seek or stream for a file from its device and filesystem.
 """
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ import stat
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 
-from ltextract.base import TarError
-from ltextract.tarheader import BLOCK, decode_name, printable
-from ltextract.tarindex import is_cut, truncation_message
-from ltextract.tarwalk import OPEN_END, Truncated, check_head, iter_groups
+from ltextract.errors import TarError
+from ltextract.tar.header import BLOCK, decode_name, printable
+from ltextract.tar.truncation import Truncated, skipped_past_end_message, stream_cut_message
+from ltextract.tar.walk import OPEN_END, check_head, iter_groups
+
+from ltextract.sources import Job
 
 READ_BUFFER = 1 << 20
 IN_FLIGHT_BYTES = 64 << 20  # payloads read but not yet written, at most
 IN_FLIGHT_FILES = 4096
-#: Filesystems reached over a network (or through FUSE): one sequential pass beats seeking.
-NETWORK_FS = frozenset(("nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "9p", "ceph", "glusterfs",
-                        "lustre", "afs", "davfs", "virtiofs"))
+
 
 
 class Forward:
@@ -136,30 +136,14 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
                     # the class tar itself is cut: the outer walk reports where, as the index does
             if size is None and src.overran():
                 # the bytes skipped: an unwanted member's data, or any member's zero padding
-                why = (f"{label} is truncated: the input ended inside the data or padding of a"
-                       f" member it passed over{f' (after {printable(group)})' if group else ''}")
+                why = skipped_past_end_message(label, group)
         except Truncated as t:
-            why = _damage(src, label, size, t)
+            why = stream_cut_message(label, size, t, src.ended)
         yield from (future.result() for future, _ in _drain(pending))
         if why:
             raise Cut(why)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _damage(src: Forward, label: str, size: Optional[int], t: Truncated) -> str:
-    """What a cut says, worded as the index scan words it when the size is known; a member that
-    is corrupt rather than cut raises TarError: nothing after it is trusted."""
-    if size is not None:
-        path = Path(label)
-        if not is_cut(path, size, t):
-            raise TarError(truncation_message(path, size, t))
-        return truncation_message(path, size, t)
-    if not src.ended:
-        raise TarError(f"{t.where}: {t.subject()} claims bytes up to {t.needs:,}, past the end of"
-                       " its tar: corrupt archive")
-    return (f"{label} is truncated: the input ended early, inside"
-            f" {t.subject(t.where[len(label):].lstrip(': '))}, which needs bytes up to {t.needs:,}")
 
 
 def _drain(pending: deque) -> Iterator:
@@ -177,73 +161,10 @@ def open_source(path: Optional[Path]) -> BinaryIO:
     return os.fdopen(fd, "rb", buffering=READ_BUFFER)
 
 
-# --- choosing a strategy ----------------------------------------------------------------
-
-def choose(path: Optional[Path]) -> str:
-    """"stream" for stdin, network or FUSE filesystems and spinning disks; else "seek"."""
-    if path is None:
-        return "stream"
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-            fstype = mount_fstype(f.read(), os.path.realpath(path))
-    except OSError:
-        fstype = ""
-    return strategy_for(fstype, rotational(path))
-
-
-def strategy_for(fstype: str, is_rotational: Optional[bool]) -> str:
-    if fstype in NETWORK_FS or fstype.startswith("fuse") or is_rotational:
-        return "stream"
-    return "seek"
-
-
-def mount_fstype(mounts: str, real_path: str) -> str:
-    """Filesystem type of the longest mount point holding `real_path` (/proc/self/mounts text)."""
-    best, fstype = -1, ""
-    for line in mounts.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        point = _unescape(parts[1])
-        inside = point == "/" or real_path == point or real_path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) > best:
-            best, fstype = len(point), parts[2]
-    return fstype
-
-
-def _unescape(field: str) -> str:
-    """Mount points escape space, tab, newline and backslash as octal (\\040)."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def is_virtual_disk(sysfs_device: Path) -> bool:
-    """virtio and Xen disks report rotational = 1 by default, whatever backs them: not a fact."""
-    return any(part.startswith("virtio") for part in sysfs_device.parts) \
-        or sysfs_device.name.startswith(("vd", "xvd"))
-
-
-def rotational(path: Path) -> Optional[bool]:
-    """Whether the block device under `path` spins (sysfs); None when it cannot be told,
-    as on a virtual disk."""
-    st = os.stat(path)
-    dev = Path("/sys/dev/block") / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    try:
-        real = dev.resolve(strict=True)
-    except OSError:
-        return None
-    if is_virtual_disk(real):
-        return None
-    for folder in (real, real.parent):  # a partition's queue/ is its disk's
-        try:
-            return (folder / "queue" / "rotational").read_text().strip() == "1"
-        except OSError:
-            continue
-    return None
+def wanted_by_member(jobs: Iterable[Job], nested: bool) -> Wanted:
+    """Jobs keyed as a stream meets members: by group ("<wnid>.tar", or "" in a flat tar) and name."""
+    by_group: Wanted = {}
+    for job in jobs:
+        name = job.rel.split("/", 2)[2].encode("utf-8", "surrogateescape")
+        by_group.setdefault(f"{job.wnid}.tar" if nested else "", {}).setdefault(name, []).append(job)
+    return by_group

@@ -24,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
-from ltextract import multipart
-from ltextract.base import TarError, cache_dir
-from ltextract.tarindex import ArchiveIndex, Group, Progress, fingerprint, scan
+from ltextract.errors import TarError
+from ltextract.files import cache_dir
+from ltextract.tar import readers
+from ltextract.tar.index import ArchiveIndex, Group, Progress, fingerprint, scan
 
 FORMAT = "ltextract-index"
 VERSION = 1
@@ -168,7 +169,7 @@ def _alive(pid: int) -> bool:
 def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
     """The cached index of `tar` if it still describes that very file, else None."""
     path = index_path(tar)
-    size, mtime_ns = multipart.stat(tar)
+    size, mtime_ns = readers.stat(tar)
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json"))
@@ -197,15 +198,15 @@ def load_or_scan(tar: Path, nested: bool, progress: Progress = None,
     """The index of `tar`, from the cache when it still matches the file, else by scanning.
 
     A truncated tar is an error, unless `partial`: then its index holds the members before the
-    cut and says why in `damage` (and is not cached: the complete file will replace it)."""
+    cut and says why in `cut` (and is not cached: the complete file will replace it)."""
     if not refresh:
         cached = load(tar, nested)
         if cached is not None:
             return cached
     index = scan(tar, nested, progress)
-    if index.damage:
+    if index.cut:
         if not partial:
-            raise TarError(index.damage)
+            raise TarError(index.cut)
         return index
     try:
         save(index)

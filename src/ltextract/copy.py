@@ -1,0 +1,78 @@
+"""The copy engine: each unit of work a writer cut (a run of files, a shard) is written in a
+forked worker process, its examples' bytes read from their source; or, for a tar read in one
+sequential pass (the stream strategy), each wanted member as it goes by. Knows sources' readers
+and writers only through their methods: it never imports a writer."""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Optional
+
+from ltextract.errors import LtError, write_error
+from ltextract.out.journal import Batch, batch
+from ltextract.sources import stream
+from ltextract.workers import can_fork, fork_map
+
+if TYPE_CHECKING:
+    from ltextract.formats import Read, Writer
+    from ltextract.plan import Job
+
+PARALLEL_MIN_FILES = 1024  # fewer are copied in-process: forking would cost more than it saves
+
+
+def copy_units(writer: Writer, units: list[Any], read: Read, workers: int,
+               progress: Callable[[int], None]) -> Iterator[Batch]:
+    """Write every unit, in order, spread over forked worker processes (several reads in flight,
+    no GIL between them) or, for a writer whose units return much, threads; yields each unit's
+    batch of finished files. Closing the iterator (an error, Ctrl-C) stops the workers after the
+    file in hand."""
+    stop = multiprocessing.Value("b", 0, lock=False)  # shared with the workers: set, they stop
+
+    def run(unit: Any) -> Batch:
+        return writer.write_unit(unit, read, lambda: bool(stop.value))
+
+    parallel = workers > 1 and len(units) > 1
+    if parallel and writer.unit_processes:
+        parallel = sum(map(writer.unit_files, units)) >= PARALLEL_MIN_FILES and can_fork()
+    if not parallel:
+        results: Iterator[Batch] = map(run, units)
+    elif writer.unit_processes:
+        results = fork_map(run, units, workers, f"{writer.out}: a copy")
+    else:
+        results = _threaded(run, units, workers)
+    try:
+        for finished in results:
+            yield finished
+            progress(finished.bytes)
+    except OSError as e:
+        raise LtError(write_error(writer.out, e)) from None
+    finally:
+        stop.value = 1
+        if parallel:
+            results.close()  # waits for the units in flight, which see `stop`
+
+
+def _threaded(run: Callable[[Any], Batch], units: list[Any], workers: int) -> Iterator[Batch]:
+    """`run` over the units in a thread pool, results in order; closing it waits for the units
+    in flight and drops the rest."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ltx-unit")
+    try:
+        yield from pool.map(run, units)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def stream_jobs(writer: Writer, f: BinaryIO, label: str, nested: bool, todo: list[Job], workers: int,
+                progress: Callable[[int], None], size: Optional[int],
+                on_cut: Callable[[str], None]) -> Iterator[Batch]:
+    """Copy `todo` in one sequential pass over the tar `f` (the stream strategy). A tar that
+    ends early ends the copy after the files before the cut; `on_cut` hears why."""
+    try:
+        for d in stream.stream_copy(f, label, nested, stream.wanted_by_member(todo, nested),
+                                     writer.write, workers, size):
+            yield batch([d])
+            progress(d.size)
+    except stream.Cut as e:
+        on_cut(str(e))
+    except OSError as e:
+        raise LtError(write_error(writer.out, e)) from None

@@ -1,0 +1,214 @@
+"""`--format folders`: OUT/<split>/<wnid>/<file>, each image byte-identical to its source, the
+layout torchvision's ImageFolder reads; with the manifest and the list rewritten relative to OUT.
+
+Files go where `out.resume` put their split: into a staging folder under their own names, or, in
+a split folder that exists already, through a temporary name renamed when complete; either way a
+final path never holds partial data. Each batch of finished files is journaled (path, size,
+mtime, sha256), so a re-run after any interruption keeps what is whole and redoes the rest.
+Files journaled against another source are re-checked: their bytes are still read, and the file
+is kept, not rewritten, when they hash the same.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
+from pathlib import Path
+from typing import Callable, Collection, Iterable, Iterator, Optional
+
+from ltextract.errors import LtError, write_error
+from ltextract.files import sha256_of
+from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
+from ltextract.formats.links import Placer
+from ltextract.out import manifest, resume
+from ltextract.out.folders import Folders, folders_per_process, write_file
+from ltextract.out.journal import Batch, Done, Journal, batch, journal_path
+from ltextract.out.manifest import Row
+from ltextract.plan import Job
+
+TASK_FILES = 256  # consecutive files per copy task: few round trips, one or two folders each
+_order = attrgetter("offset")  # a third of the time a key tuple per job takes
+
+
+class FoldersWriter(Writer):
+    name = "folders"
+    keeps_partial = True
+    writes_list = True
+
+    def __init__(self, out: Path, options) -> None:
+        super().__init__(out, options)
+        self.folders: Optional[Folders] = None
+        self.placer: Optional[Placer] = None
+
+    def begin(self, jobs: dict[str, list[Job]], identities: dict[str, str],
+              partial: Collection[str]) -> list[SplitWork]:
+        return resume.prepare(self.out, jobs, identities, partial)
+
+    def units(self, works: list[SplitWork]) -> list[list[Job]]:
+        """Runs of TASK_FILES files in the order of their bytes (file by file, by offset)."""
+        by_file: dict[Path, list[Job]] = {}
+        for job in (j for w in works for j in w.todo):
+            by_file.setdefault(job.file, []).append(job)
+        ordered = [j for f in sorted(by_file, key=str) for j in sorted(by_file[f], key=_order)]
+        return [ordered[i:i + TASK_FILES] for i in range(0, len(ordered), TASK_FILES)]
+
+    def open(self, works: list[SplitWork], threads: bool = False) -> None:
+        """`threads`: files come from a stream's thread pool (a few folders open per thread);
+        else from one copy worker per process, which keeps every class folder open."""
+        staged = [w.split for w in works if w.staged]
+        self.folders = Folders(self.out, staged) if threads else \
+            Folders(self.out, staged, folders_per_process())
+        if self.options.link != "copy" and self.placer is None:
+            self.placer = Placer(self.options.link, self.options.notice)
+
+    def close(self) -> None:
+        if self.folders is not None:
+            self.folders.close()
+            self.folders = None
+
+    def write_unit(self, unit: list[Job], read: Read, stopped: Callable[[], bool]) -> Batch:
+        folders, place = self.folders, self.placer
+        assert folders is not None, "open() first"
+        finished = []
+        for job in unit:
+            if stopped():
+                break
+            if place is not None and job.offset == 0:  # a whole file: an extracted tree's
+                finished.append(place(folders, job))  # (a tar's members start past a header)
+            else:
+                finished.append(write_file(folders, job, read(job)))
+        return batch(finished)
+
+    def write(self, job: Job, data: bytes) -> Done:
+        assert self.folders is not None, "open() first"
+        return write_file(self.folders, job, data)
+
+    def record(self, works: list[SplitWork], batches: Iterable[Batch],
+               on_whole: Optional[Callable[[SplitWork, dict[str, Done]], None]] = None
+               ) -> dict[str, dict[str, Done]]:
+        """Journal each batch under its splits, flushed per batch; returns every split's finished
+        files. With `on_whole`, a split whose files are all in is published (if staged) and handed
+        to it at once, while the other splits' files copy on: only where no file is copied twice
+        (a stream copies a member stored twice twice: last copy wins). The rest are published at
+        the end."""
+        out = self.out
+        done = {w.split: {d.rel: d for d in w.kept} for w in works}
+        open_works = {w.split: w for w in works} if on_whole else {}
+        journals: dict[str, Journal] = {}
+
+        def settle(split: str) -> None:
+            w = open_works.get(split)  # (none without on_whole)
+            if w is not None and on_whole is not None and len(done[split]) == len(w.kept) + len(w.todo):
+                del open_works[split]
+                resume.publish_staged(out, [w], done, True)
+                on_whole(w, done[split])
+
+        whole = False
+        try:
+            try:
+                for w in works:
+                    journals[w.split] = Journal(out, w.split, w.identity, w.kept,
+                                                [j.recheck for j in w.todo if j.recheck])
+                for split in list(open_works):
+                    settle(split)  # nothing to copy
+                for finished in batches:
+                    for split, lines in finished.lines.items():
+                        journals[split].write(lines)
+                        journals[split].flush()
+                    for split, ds in finished.done.items():
+                        done[split].update(zip([d.rel for d in ds], ds))
+                    for split in [s for s in open_works if s in finished.done]:
+                        settle(split)
+                whole = True
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()  # its workers stop first: nothing writes into a folder once it is published
+                for journal in journals.values():
+                    journal.close()
+        except OSError as e:  # the journals' own writes; the copy engine words its errors itself
+            raise LtError(write_error(journal_path(out, works[0].split), e)) from None
+        finally:
+            resume.publish_staged(out, works, done, whole)
+        return done
+
+    def end(self, works: list[SplitWork]) -> None:
+        """A split still staged (its copy never started: an earlier source failed) is published
+        as it is, with the files an earlier run finished."""
+        resume.publish_staged(self.out, works, {w.split: {d.rel: d for d in w.kept} for w in works
+                                                if w.staged}, False)
+
+    def finish(self, work: SplitWork, done: dict[str, Done], list_name: str,
+               source: dict) -> tuple[list[Row], dict, dict]:
+        finished = done.get
+        rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in work.jobs if (d := finished(j.rel))]
+        rechecked = sum(d.rechecked for d in done.values())
+        manifest.write_split(self.out, work.split, rows, list_name)
+        meta = {"format": self.name, "source": source["source"],
+                "link": source["link"] if source["source"] == "tree" else "copy"}
+        stats = {"copied": len(work.todo) - rechecked, "kept": len(work.kept), "kept_rechecked": rechecked}
+        return rows, meta, stats
+
+    @staticmethod
+    def describe(split: str, record: dict) -> str:
+        """Counts in files, with those a re-check found equal to the source apart."""
+        return (f"{split}: {record['files']:,} files, {record['bytes'] / 1e6:,.1f} MB"
+                f" (copied {record['copied']:,}, kept {record['kept']:,},"
+                f" kept after re-check {record['kept_rechecked']:,}) in {record['seconds']:.1f} s")
+
+    # --- verify ---------------------------------------------------------------------------
+    @classmethod
+    def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
+              progress: Progress) -> Iterator[Problem]:
+        """Nothing but the manifest's files in the split folder, each of its size and sha256."""
+        yield from strays(out, split, rows)
+        follow = record.get("link") == "symlink"
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for row, problem in zip(rows, pool.map(lambda r: check_file(out, r, follow), rows,
+                                                   chunksize=64)):
+                if problem:
+                    yield problem
+                if progress:
+                    progress(row.size)
+
+
+def file_sha256(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return sha256_of(fd)
+    finally:
+        os.close(fd)
+
+
+def check_file(out: Path, row: Row, follow: bool = False) -> Optional[Problem]:
+    """`follow`: the build placed symlinks (--link symlink); check what they point to."""
+    path = out / row.path
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return Problem(row.path, "missing")
+    if not stat.S_ISREG(st.st_mode):
+        return Problem(row.path, "not a regular file")
+    if st.st_size != row.size:
+        return Problem(row.path, f"size {st.st_size:,} differs from the manifest's {row.size:,}")
+    if file_sha256(path) != row.sha256:
+        return Problem(row.path, "sha256 differs from the manifest (corrupt or modified)")
+    return None
+
+
+def strays(out: Path, split: str, rows: list[Row]) -> list[Problem]:
+    expected = {r.path for r in rows}
+    folders = {r.path.rsplit("/", 1)[0] for r in rows}
+    problems = []
+    for root, dirs, files in os.walk(out / split):
+        rel_root = Path(root).relative_to(out).as_posix()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
+            rel = f"{rel_root}/{name}"
+            if rel not in expected:
+                problems.append(Problem(rel, "stray file (not in the manifest)"))
+        for d in sorted(dirs):
+            if f"{rel_root}/{d}" not in folders and rel_root != split:
+                problems.append(Problem(f"{rel_root}/{d}", "stray folder"))
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+    return problems

@@ -1,0 +1,148 @@
+"""Journals of finished files: OUT/.ltextract/<split>.journal, a line
+`path<TAB>size<TAB>mtime_ns<TAB>sha256` per finished file under a first line naming the source
+(`plan.identity`). Lines starting with `?` are files journaled against another source, carried
+over unconfirmed until their bytes are re-checked against this one (so a killed re-check run
+loses none of them)."""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, NamedTuple, Optional, TextIO
+
+from ltextract.files import unlink_quietly
+from ltextract.out import STATE_DIR
+
+
+@dataclass(slots=True)
+class Done:
+    """A file whole at its final path, as the journal records it. Never changed once made (not
+    frozen only because a frozen init costs 4x, and a re-run reads one per finished file)."""
+    rel: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    #: kept without rewriting: journaled against another source, its bytes read and found equal
+    rechecked: bool = field(default=False, compare=False)
+
+    def __reduce__(self) -> tuple:  # from copy workers: a third of the default's pickling time
+        return (Done, (self.rel, self.size, self.mtime_ns, self.sha256, self.rechecked))
+
+
+def journal_path(out: Path, split: str) -> Path:
+    return out / STATE_DIR / f"{split}.journal"
+
+
+@dataclass(frozen=True)
+class Journaled:
+    """What a journal holds: the identity of the source its files came from, those files, and
+    files carried over unconfirmed from a journal of another source."""
+    identity: str
+    done: dict[str, Done]
+    unconfirmed: dict[str, Done]
+
+    def trusted(self, identity: str) -> dict[str, Done]:
+        """Files to keep without reading: only those journaled against this very source."""
+        return self.done if identity == self.identity else {}
+
+    def candidates(self, identity: str) -> dict[str, Done]:
+        """Files to keep once their bytes from this source prove equal (`extract.write_one`)."""
+        return self.unconfirmed | ({} if identity == self.identity else self.done)
+
+
+def read_journal_entries(out: Path, split: str) -> Journaled:
+    """Every file a journal names, whatever source it came from; a missing or planted journal
+    names none (Journal replaces a planted link)."""
+    try:
+        with _open_nofollow(journal_path(out, split), os.O_RDONLY, "r") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        lines = []
+    done: dict[str, Done] = {}
+    unconfirmed: dict[str, Done] = {}
+    for line in lines[1:]:
+        into = done
+        if line[:1] == "?":
+            line, into = line[1:], unconfirmed
+        parts = line.split("\t")
+        if len(parts) == 4:
+            rel, size, mtime_ns, sha256 = parts
+            if len(sha256) == 64 and _decimal(size) and _decimal(mtime_ns):
+                into[rel] = Done(rel, int(size), int(mtime_ns), sha256)
+    return Journaled(lines[0] if lines else "", done, unconfirmed)
+
+
+def _decimal(field: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²', which int() refuses (a hand-edited line)."""
+    return field.isdigit() and field.isascii()
+
+
+def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:
+    """Finished files from earlier runs against the same source; anything else is redone."""
+    return read_journal_entries(out, split).trusted(identity)
+
+
+class Journal:
+    def __init__(self, out: Path, split: str, identity: str, keep: Iterable[Done],
+                 carry: Iterable[Done] = ()):
+        """Start the journal afresh under `identity` with the files `keep`; `carry` are files
+        still to be re-checked against this source, kept as `?` lines until they are."""
+        path = journal_path(out, split)
+        tmp = path.with_suffix(".tmp")
+        unlink_quietly(tmp)  # and never write through whatever was planted there
+        try:
+            with _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "w") as f:
+                f.write(identity + "\n")
+                f.writelines(journal_line(d) for d in keep)
+                f.writelines("?" + journal_line(d) for d in carry)
+            os.replace(tmp, path)
+        except BaseException:
+            unlink_quietly(tmp)
+            raise
+        self.file = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, "a")
+
+    def add(self, done: Done) -> None:
+        self.file.write(journal_line(done))
+
+    def write(self, lines: str) -> None:
+        """Lines a `Batch` rendered."""
+        self.file.write(lines)
+
+    def flush(self) -> None:
+        """After each batch of files: a killed run loses at most the lines of the batch in hand."""
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Batch(NamedTuple):
+    """Files finished together, by split, with their journal lines rendered where they were
+    made (in a copy worker, in parallel): per file, the parent then only files the record."""
+    done: dict[str, list[Done]]
+    lines: dict[str, str]
+    bytes: int  # of the examples written: progress
+    #: a writer's own compact record of what it wrote (a shard's sample digests, ...)
+    extra: Optional[dict] = None
+
+
+def batch(finished: Iterable[Done]) -> Batch:
+    done: dict[str, list[Done]] = {}
+    for d in finished:
+        done.setdefault(d.rel.partition("/")[0], []).append(d)
+    return Batch(done, {split: "".join(map(journal_line, ds)) for split, ds in done.items()},
+                 sum(d.size for ds in done.values() for d in ds))
+
+
+def _open_nofollow(path: Path, flags: int, mode: str, buffering: int = -1) -> TextIO:
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return open(fd, mode, buffering, encoding="utf-8", errors="surrogateescape")
+
+
+def journal_line(d: Done) -> str:
+    return f"{d.rel}\t{d.size}\t{d.mtime_ns}\t{d.sha256}\n"

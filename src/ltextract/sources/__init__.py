@@ -1,0 +1,116 @@
+"""Where a list's images are: one `Source` subclass per shape users keep ILSVRC2012 in (a tar of
+class tars or a flat tar, a tar split into parts, a folder of class tars, an extracted tree, a
+tar on stdin), behind one small interface: `locate` the listed images (file, offset, size each)
+and `reader` to read their bytes. Shapes are told apart in one place, `detect`."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Optional, Protocol
+
+from ltextract.tar.truncation import short_read
+
+if TYPE_CHECKING:
+    from ltextract.tar.index import ArchiveIndex
+
+Key = tuple[str, str]  # (wnid, file name) as a list names it
+
+
+#: Where an image's bytes lie: (the file holding them, the payload's offset in it, its size).
+#: A plain tuple: a build makes one per listed file, and a NamedTuple's Python-level
+#: constructor cost a tenth of the planning time.
+Where = tuple[Path, int, int]
+
+
+class Job(Protocol):
+    """What reading needs of a `plan.Job` (sources come before planning)."""
+    rel: str
+    wnid: str
+    file: Path
+    offset: int
+    size: int
+
+
+class Indexes(Protocol):
+    """Header indexes, loaded (or scanned, with progress shown) by the caller."""
+
+    def archive(self, src: "Source") -> "ArchiveIndex": ...
+
+    def member_tar(self, tar: Path) -> "ArchiveIndex": ...
+
+
+@dataclass
+class Located:
+    where: dict[Key, Where]  # keys not found are left out: the planner reports them
+    name: str  # the source as the "missing from" error names it
+    index: Optional["ArchiveIndex"] = None  # for a single archive: its identity comes from it
+    cut: str = ""  # why a truncated archive holds only the images before the cut
+
+
+class Reader(Protocol):
+    """Reads a job's bytes; shared by forked copy workers (no file position is used)."""
+
+    def read(self, job: Job) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Source:
+    """The images of one origin ("train" or "val": the list path's first folder)."""
+
+    kind: ClassVar[str]
+    indexed: ClassVar[bool] = False  # located through the header index of one archive
+    streamable: ClassVar[bool] = False  # may be read in one sequential pass instead (a tar)
+
+    def __init__(self, origin: str, path: Path):
+        self.origin, self.path = origin, path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.origin!r}, {str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def shape(self) -> str:
+        """What the source is, for messages."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.origin} from {self.path} ({self.shape})"
+
+    @property
+    def nested(self) -> bool:
+        """A tar of tars: its images are members of the member tars (the ILSVRC train tar)."""
+        return False
+
+    @property
+    def label(self) -> str:
+        """The source as a stream's messages name it."""
+        return str(self.path)
+
+    def locate(self, keys: set[Key], indexes: Indexes) -> Located:
+        raise NotImplementedError
+
+    def reader(self) -> Reader:
+        return FileEachReader()
+
+
+class FileEachReader:
+    """Sources of many files (trees, class tars): each job's file is opened when it is read."""
+
+    def read(self, job: Job) -> bytes:
+        fd = os.open(job.file, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, job.size, job.offset)
+        finally:
+            os.close(fd)
+        if len(data) != job.size:
+            raise short_read(job.file, job.rel, job.offset + job.size)
+        return data
+
+    def close(self) -> None:
+        pass

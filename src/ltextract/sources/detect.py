@@ -1,0 +1,119 @@
+"""Telling the shapes apart: what the manual dir (or an explicit --train-source/--val-source)
+holds for each origin. Per origin ("train" / "val"), the first that exists wins:
+
+| kind       | train                                        | val                                  |
+|------------|----------------------------------------------|--------------------------------------|
+| tar        | ILSVRC2012_img_train.tar (tar of class tars) | ILSVRC2012_img_val.tar (flat)        |
+| multipart  | ILSVRC2012_img_train.tar.001, .002, ...      | ILSVRC2012_img_val.tar.001, ...      |
+| class-tars | ILSVRC2012_img_train/ or train/: n*.tar      | -                                    |
+| tree       | train/ or ILSVRC/Data/CLS-LOC/train/: n*/    | val/ or .../CLS-LOC/val/: flat or n*/|
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Optional
+
+from ltextract.archives import TARS, TRAIN_TAR, VAL_TAR
+from ltextract.errors import LtError, TarError
+from ltextract.sources import Source
+from ltextract.sources.archive import SplitTarSource, StdinSource, TarSource
+from ltextract.sources.class_tars import ClassTarsSource
+from ltextract.sources.tree import TreeSource
+from ltextract.tar import readers
+
+KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
+FOLDERS = {"train": ("ILSVRC2012_img_train", "train", KAGGLE / "train"),
+           "val": ("ILSVRC2012_img_val", "val", KAGGLE / "val")}
+STDIN = Path("-")
+_WNID = re.compile(r"n[0-9]{8}")
+_PEEK = 64  # folder entries looked at to tell the kinds apart
+
+
+def default_manual_dir() -> Path:
+    """Where TFDS users already keep the tars."""
+    env = os.environ.get("LTEXTRACT_MANUAL_DIR")
+    if env:
+        return Path(env)
+    return Path.home() / "tensorflow_datasets" / "downloads" / "manual"
+
+
+def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
+    path = manual_dir or default_manual_dir()
+    if not path.is_dir():
+        how = "" if manual_dir else " (pass --manual-dir or set LTEXTRACT_MANUAL_DIR)"
+        raise LtError(f"manual dir {path} does not exist or is not a folder{how}")
+    return path
+
+
+def resolve(manual: Optional[Path], origin: str, explicit: Optional[Path]) -> Source:
+    """The source of `origin`: named explicitly (`-` is stdin), or found in the manual dir."""
+    if explicit == STDIN:
+        return StdinSource(origin, STDIN)
+    if explicit is not None:
+        return describe_path(explicit, origin)
+    assert manual is not None
+    return detect(manual, origin)
+
+
+def detect(manual: Path, origin: str) -> Source:
+    """The first source for `origin` found in the manual dir; the error names everything tried."""
+    tar = manual / TARS[origin]
+    if tar.exists():
+        return describe_path(tar, origin)
+    if readers.first_part(tar).exists():
+        return describe_path(readers.first_part(tar), origin)
+    for rel in FOLDERS[origin]:
+        if (manual / rel).is_dir():
+            return describe_path(manual / rel, origin)
+    tried = ", ".join(f"{rel}/" for rel in FOLDERS[origin])
+    raise TarError(f"{TARS[origin]} not found in {manual} (nor an extracted {origin} folder: {tried})")
+
+
+def archives(manual: Path) -> list[TarSource]:
+    """The tars (whole or split into parts) in the manual dir: what `ltextract index` indexes."""
+    found = []
+    for origin, name in TARS.items():
+        for path in (manual / name, readers.first_part(manual / name)):
+            if path.exists():
+                src = describe_path(path, origin)
+                if isinstance(src, TarSource):
+                    found.append(src)
+                break
+    if not found:
+        raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}")
+    return found
+
+
+def describe_path(path: Path, origin: str) -> Source:
+    """What kind of source `path` is: a tar file, a folder of class tars, or a tree."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise TarError(f"{path} not found") from None
+    if stat.S_ISREG(st.st_mode):
+        if not os.access(path, os.R_OK):
+            raise TarError(f"{path} is not readable")
+        return (SplitTarSource if readers.is_first_part(path) else TarSource)(origin, path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise TarError(f"{path} is neither a tar nor a folder")
+    dirs = tars = files = 0
+    with os.scandir(path) as it:
+        for n, entry in enumerate(it):
+            if n >= _PEEK:
+                break
+            if entry.is_dir() and _WNID.fullmatch(entry.name):
+                dirs += 1
+            elif entry.is_file() and entry.name.endswith(".tar") and _WNID.fullmatch(entry.name[:-4]):
+                tars += 1
+            elif entry.is_file() and not entry.name.startswith("."):
+                files += 1
+    if dirs:
+        return TreeSource(origin, path)
+    if tars and origin == "train":
+        return ClassTarsSource(origin, path)
+    if files:
+        return TreeSource(origin, path, flat=True)
+    raise TarError(f"{path} holds no wnid folders, class tars or images")
