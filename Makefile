@@ -1,6 +1,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo
+# pytest workers: one per core this process may use (nproc honours affinity and cpusets)
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: install demo test test-heavy bench clean
 
@@ -19,7 +21,7 @@ demo: install
 	$(VENV)/bin/ltextract verify $(DEMO)/out
 
 test: install
-	$(PY) -m pytest -q -n 4
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-heavy: install
 	$(PY) -m pytest -q -m heavy

@@ -3,7 +3,6 @@ the workers themselves reported as one clear error."""
 from __future__ import annotations
 
 import os
-import resource
 from pathlib import Path
 
 import pytest
@@ -93,24 +92,11 @@ def test_a_dead_worker_is_one_clear_error():
 
 def test_workers_per_core_only_for_a_tar_in_the_page_cache(tmp_path, monkeypatch):
     """A warm tar is parsed by one worker per core (more only take turns); an evicted one by
-    SCAN_WORKERS, which keep that many reads in flight."""
+    SCAN_WORKERS, which keep that many reads in flight. The probe's answer is injected: what
+    the page cache holds depends on everything else the machine does."""
     monkeypatch.setattr(tarindex, "PARALLEL_MIN_SPANS", 1)
     syn = make_manual_dir(tmp_path / "m", SynthSpec(classes=20))
-    spans = [(g.name, g.offset, g.offset + g.size) for g in tarindex.scan(syn.train_tar, True).groups]
-    parts = multipart.PartsReader(_split(syn.train_tar))
-    assert not tarindex._in_page_cache(parts, spans)  # a split tar: no single file to probe
-    parts.close()
-    reader = multipart.open_for_scan(syn.train_tar)
-    try:
-        assert tarindex._in_page_cache(reader, spans)  # just written and read
-        os.fsync(reader.fd)
-        os.posix_fadvise(reader.fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        probed = tarindex._in_page_cache(reader, spans)
-    finally:
-        reader.close()
-    if not _read_from_storage(syn.train_tar):
-        pytest.skip("the page cache of this filesystem cannot be dropped (tmpfs?)")
-    assert not probed
+    spans = len(tarindex.scan(syn.train_tar, True).groups)
     workers = []
     real = workers_module.fork_map
 
@@ -118,28 +104,48 @@ def test_workers_per_core_only_for_a_tar_in_the_page_cache(tmp_path, monkeypatch
         workers.append(n)
         return real(task, items, n, what)
     monkeypatch.setattr(tarindex, "fork_map", counted)
-    cold = tarindex.scan(syn.train_tar, True)  # evicted above
-    syn.train_tar.read_bytes()
-    warm = tarindex.scan(syn.train_tar, True)
-    many = min(tarindex.SCAN_WORKERS, len(spans))
+    scans = {}
+    for cached in (False, True):
+        monkeypatch.setattr(tarindex, "_in_page_cache", lambda reader, spans, c=cached: c)
+        scans[cached] = tarindex.scan(syn.train_tar, True)
+    many = min(tarindex.SCAN_WORKERS, spans)
     assert workers == [many, min(many, max(2, os.cpu_count() or 1))]
+    cold, warm = scans[False], scans[True]
     assert (cold.names, cold.offsets, cold.sizes) == (warm.names, warm.offsets, warm.sizes)
 
 
-def _read_from_storage(path: Path) -> bool:
-    """Whether reading the last byte of `path` (a page no probe touches) goes to storage."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_inblock
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        f.read(1)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_inblock > before
+class _Probed:
+    """A mapped reader whose one-byte RWF_NOWAIT reads answer as told: `cold` offsets fail with
+    EAGAIN (the page is not in memory), others read one byte."""
+
+    def __init__(self, cold: set[int]):
+        self.cold, self.asked = cold, []
+
+    def preadv(self, fd, buffers, offset, flags):
+        assert flags == os.RWF_NOWAIT and fd == "fd"
+        self.asked.append(offset)
+        if offset in self.cold:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return 1
 
 
-def _split(tar: Path) -> Path:
-    """A copy of `tar` in two parts (.tar.001, .tar.002)."""
-    data = tar.read_bytes()
-    first = tar.parent / "split" / (tar.name + ".001")
-    first.parent.mkdir()
-    first.write_bytes(data[:len(data) // 2])
-    first.with_name(tar.name + ".002").write_bytes(data[len(data) // 2:])
-    return first
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="the probe needs preadv2(RWF_NOWAIT)")
+def test_page_cache_probe_reads_the_middle_of_spread_class_tars(monkeypatch):
+    """The probe's own logic, with the kernel's answers injected: cached only if every probed
+    page answers without waiting; a split tar (no single file) never counts as cached."""
+    spans = [(f"n{i:08d}.tar", 1000 * i, 1000 * i + 800) for i in range(100)]
+    reader = object.__new__(multipart.MappedReader)
+    reader.fd = "fd"
+    every = max(1, len(spans) // tarindex.CACHE_PROBES)
+    middles = [(s + e) // 2 for _, s, e in spans[::every]]
+    probe = _Probed(set())
+    monkeypatch.setattr(tarindex.os, "preadv", probe.preadv)
+    assert tarindex._in_page_cache(reader, spans)
+    assert probe.asked == middles and len(middles) >= tarindex.CACHE_PROBES
+    for cold in (middles[0], middles[len(middles) // 2], middles[-1]):
+        probe = _Probed({cold})
+        monkeypatch.setattr(tarindex.os, "preadv", probe.preadv)
+        assert not tarindex._in_page_cache(reader, spans)
+        assert probe.asked[-1] == cold  # stops at the first page that is not in memory
+    parts = object.__new__(multipart.PartsReader)
+    assert not tarindex._in_page_cache(parts, spans)

@@ -26,19 +26,20 @@ def _in_a_main_thread(code: str) -> subprocess.CompletedProcess:
 
 
 def test_a_failure_alongside_interrupts_the_caller_at_once():
+    """The caller's own work outlasts the run's time limit: only an interruption ends it (no
+    clock is read, so a loaded machine cannot make this fail)."""
     r = _in_a_main_thread("""
         def fail():
             raise LtError("the val tar is short")
-        started = time.monotonic()
         try:
             with workers.alongside(fail, "a test"):
-                time.sleep(30)  # the caller's own long work
+                time.sleep(3600)  # the caller's own long work
+                print("the caller's work ran to its end")
         except LtError as e:
-            print(f"{e} after {time.monotonic() - started:.0f} s")
+            print(e)
     """)
     assert r.returncode == 0, r.stderr
-    said, seconds = r.stdout.strip().rsplit(" after ", 1)
-    assert said == "the val tar is short" and float(seconds.split()[0]) < 10
+    assert r.stdout.splitlines() == ["the val tar is short"]
 
 
 def test_a_failure_alongside_is_raised_at_the_join_anyway():
@@ -66,20 +67,21 @@ def test_a_failure_alongside_is_raised_at_the_join_anyway():
 def test_the_caller_failing_stops_the_process_alongside():
     r = _in_a_main_thread("""
         import os
-        def long_work():
-            time.sleep(60)
-        started = time.monotonic()
+        def long_work():  # outlasts the run's time limit: only being stopped ends it
+            time.sleep(3600)
         try:
             with workers.alongside(long_work, "a test"):
                 time.sleep(0.3)
                 raise ValueError("the caller's own error")
         except ValueError as e:
-            print(e, f"{time.monotonic() - started:.0f}")
-        print(os.waitpid(-1, os.WNOHANG) if False else "no child left")
+            print(e)
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            print("no child left")
     """)
     assert r.returncode == 0, r.stderr
-    said, seconds = r.stdout.splitlines()[0].rsplit(" ", 1)
-    assert said == "the caller's own error" and float(seconds) < 10
+    assert r.stdout.splitlines() == ["the caller's own error", "no child left"]
 
 
 def test_a_bug_alongside_shows_its_traceback():

@@ -6,6 +6,8 @@ disk, another process filling the disk) so each test hits the moment it names ev
 SPEC (comma-separated):
   kill:TARGET:N[:after]  SIGKILL this process on the Nth call of TARGET (before it runs, or after)
   slow:SECONDS           each file copy takes at least this long (a slow disk)
+  hold:PATH:N            file copies after the Nth wait while PATH exists (the test removes it
+                         to let the build go on): a build still running, whatever the load
   slowscan:SECONDS       each tar header takes this long to read (a slow disk, while indexing);
                          the first one prints SCAN_STARTED on stderr
   parallel               class tars are scanned, and files copied, in worker processes however
@@ -174,6 +176,9 @@ def install(spec: str) -> None:
                 time.sleep(delay)
                 return _write(*args)
             folders_format.write_file = slow_copy
+        elif kind == "hold":
+            gate, after = rest.rsplit(":", 1)
+            _hold(gate, int(after))
         elif kind == "slowscan":
             delay_ = float(rest)
 
@@ -207,6 +212,19 @@ def install(spec: str) -> None:
             _fill_at(path, when)
         else:
             raise SystemExit(f"unknown fault {item}")
+
+
+def _hold(gate: str, after: int) -> None:
+    """Copies after the `after`th wait while `gate` exists (polled; a signal still interrupts)."""
+    write_file = folders_format.write_file
+    calls = _Count()
+
+    def held_copy(*args: Any) -> Any:
+        if calls.next() > after:
+            while os.path.exists(gate):
+                time.sleep(0.01)
+        return write_file(*args)
+    folders_format.write_file = held_copy
 
 
 def _fill_at(path: str, when: str) -> None:

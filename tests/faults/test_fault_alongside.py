@@ -48,13 +48,14 @@ def _name_a_missing_image(manual: Path, split: str) -> None:
 @pytest.mark.parametrize("split,tar", [("test", "ILSVRC2012_img_val.tar"),
                                        ("train", "ILSVRC2012_img_train.tar")])
 def test_a_wrong_tar_on_either_side_is_one_clear_error_at_once(manual, out, env, want, split, tar):
-    """The side that finds the problem stops the other (which is slowed here: were it left to
-    finish, this would take minutes), and one line names the problem, not the stop."""
+    """The side that finds the problem stops the other (which is slowed here: left to finish,
+    it would copy for many seconds), and one line names the problem, not the stop."""
     _name_a_missing_image(manual, split)
-    started = time.monotonic()
-    r = run_faulty("alongside,slow:0.2", manual, out, env)
-    assert time.monotonic() - started < 20
+    r = run_faulty("alongside,slow:0.5", manual, out, env)
     fails(r, f"missing_{split}.JPEG", tar)
+    other = ("test",) if split == "train" else ("train", "val")
+    copied = [p for s in other for p in (out / s).glob("*/*") if not p.name.startswith(".")]
+    assert len(copied) < sum(1 for rel in want if rel.split("/")[0] in other), "not stopped"
     assert "Traceback" not in r.stderr and "stopped by a signal" not in r.stderr
     assert temporaries(out) == []
     assert_no_partial(out, want)
@@ -69,7 +70,7 @@ def test_signals_to_the_group_stop_both_sides(manual, out, env, want, sig, code,
     wait_for_files(proc, out, 12)
     assert len(_session_members(proc.pid)) >= 2, "no side process"
     os.killpg(proc.pid, sig)
-    _, stderr = proc.communicate(timeout=10)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert stderr.strip() == f"ltextract: {word}; finished files are kept, re-run to complete"
     _gone(proc.pid)
@@ -84,14 +85,14 @@ def test_the_side_dies_with_a_killed_build(manual, out, env, want):
                             start_new_session=True)
     wait_for_files(proc, out, 12)
     proc.kill()
-    proc.communicate(timeout=10)
+    proc.communicate(timeout=60)
     _gone(proc.pid)
     assert_no_partial(out, want)
     completes(manual, out, env)
 
 
 def _gone(sid: int) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while _session_members(sid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _session_members(sid) == []

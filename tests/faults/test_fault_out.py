@@ -62,37 +62,43 @@ def test_symlinked_lock_file_is_refused(tmp_path, manual, out, env):
     assert victim.read_bytes() == b"precious"
 
 
-def test_two_builds_at_once(manual, out, env, want):
-    first = subprocess.Popen(driver_cmd("slow:0.02", *build_args(manual, out)),
+def test_two_builds_at_once(tmp_path, manual, out, env, want):
+    gate = tmp_path / "hold"  # the first build waits after 5 files until the gate is removed
+    gate.touch()
+    first = subprocess.Popen(driver_cmd(f"hold:{gate}:5", *build_args(manual, out)),
                              stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(list(live(out).glob("*/*.JPEG"))) < 5:
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     second = build(manual, out, env)
     fails(second, f"another ltextract build (pid {first.pid}) is writing {out}")
     assert first.poll() is None  # the refusal came while the first was still copying
+    gate.unlink()
     _, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stderr
     assert_no_partial(out, want)
     completes(manual, out, env)  # and the lock is free again
 
 
-@pytest.mark.parametrize("spec", ["slow:0.05", "parallel,slow:0.05"])
+@pytest.mark.parametrize("spec", ["", "parallel,"])
 def test_folder_swapped_for_a_symlink_during_the_build(tmp_path, manual, out, env, want, spec):
     """Files are created relative to open folders (openat, no link followed): a class folder
     replaced by a link while the build runs stops it, and nothing lands where the link points."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = subprocess.Popen(driver_cmd(spec, *build_args(manual, out)), stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **env})
-    deadline = time.monotonic() + 30
+    gate = tmp_path / "hold"  # the build waits after its first file until the swap is done
+    gate.touch()
+    proc = subprocess.Popen(driver_cmd(f"{spec}hold:{gate}:1", *build_args(manual, out)),
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    deadline = time.monotonic() + 60
     while not list(live(out).glob("*/*.JPEG")):
         assert proc.poll() is None and time.monotonic() < deadline, "build ended too early"
         time.sleep(0.01)
     last = sorted(live(out).iterdir())[-1]  # copied last: its folder is not open yet
     last.rename(tmp_path / "moved")
     last.symlink_to(elsewhere, target_is_directory=True)
+    gate.unlink()
     _, stderr = proc.communicate(timeout=60)
     r = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
     swapped = out / "train" / last.name  # where the user finds it: the stopped split is published
