@@ -102,6 +102,15 @@ def test_val_tops_and_odd_but_valid_names():
     assert [e.file for e in parse_list(data, "L.txt")][1:3] == ["a-b+c=d,e;f'g(h)~.jpeg", "...x"]
 
 
+def test_only_imagenet_file_names_carry_a_wnid():
+    """`n<8 digits>_` starts a name that carries its class; other names (val's, a custom list's)
+    carry none and are not compared with their folder."""
+    data = lines_of("train/n01440764/n01440764_1.JPEG 0", "train/n01440764/n0144376_1.JPEG 0",
+                    "train/n01440764/n014437640_1.JPEG 0", "train/n01440764/n01443537.JPEG 0",
+                    "train/n01440764/ILSVRC2012_val_00000001.JPEG 0", "train/n01443537/n01443537_2 1")
+    assert len(parse_list(data, "L.txt")) == 6
+
+
 # --- parse_list: rejected, each rule with its line ------------------------------------------
 
 @pytest.mark.parametrize("bad,what", [
@@ -140,6 +149,9 @@ def test_val_tops_and_odd_but_valid_names():
     ("train/n01440764/x.JPEG 0 ", "line ends with whitespace"),
     ("train/n01440764/x.JPEG 0\t\r", "line ends with whitespace"),
     ("train/n01440764/x.JPEG,0", "got 1 field(s)"),
+    ("train/n01440764/n01443537_99999.JPEG 0",
+     "file name's wnid n01443537 differs from its folder n01440764"),
+    ("val/n01443537/n01440764_1.JPEG 1", "file name's wnid n01440764 differs from its folder n01443537"),
 ])
 def test_bad_line(bad, what):
     data = lines_of(GOOD.splitlines()[0], bad, GOOD.splitlines()[1])
@@ -232,7 +244,8 @@ def test_any_bytes_parse_or_fail_cleanly(data):
 
 
 _names = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E,
-                                        blacklist_characters="/\\"), min_size=1, max_size=40)
+                                        blacklist_characters="/\\"), min_size=1, max_size=40
+                 ).filter(lambda s: not re.match(r"n[0-9]{8}_", s))  # (a name carrying a wnid)
 
 
 @settings(max_examples=100, deadline=None)
@@ -250,7 +263,7 @@ def test_round_trip(top, rows, eol, final_eol):
 # lines that are fine alone, and faults that show only across lines (duplicates, labels, tops)
 _line = st.one_of(
     st.builds(lambda top, i, name, ok, gap, cr: f"{top}/{W[i]}/{name}{gap}{i if ok else (i + 1) % 1000}{cr}",
-              st.sampled_from(["train", "val"]), st.integers(0, 2), st.sampled_from(["a.JPEG", "b,c", "a"]),
+              st.sampled_from(["train", "val"]), st.integers(0, 2), st.sampled_from(["a.JPEG", "b,c", "a", f"{W[0]}_1.JPEG"]),
               st.booleans(), st.sampled_from([" ", "\t", " \t"]), st.sampled_from(["", "\r"])),
     st.sampled_from(["", " ", "train/n01440764/a.JPEG", "train/n01440764/a.JPEG 0 0", "x" * 1100]))
 

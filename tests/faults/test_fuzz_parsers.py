@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import tempfile
 from array import array
@@ -31,7 +32,8 @@ FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 _good_line = st.builds(lambda i, n, top: f"{top}/{W[i]}/{W[i]}_{n}.JPEG {i}",
                        st.integers(0, 999), st.integers(0, 10**6), st.sampled_from(["train", "val"]))
 _junk = st.sampled_from(["/", "..", "../", "\0", "\u00e9", "\ufeff", " ", "\t", "\r", "\\", "-1",
-                         "n01440764", "train/", "/etc/passwd", "0", "1000", "\x7f", "\x1b[2J"])
+                         "n01440764", "n01443537_", "train/", "/etc/passwd", "0", "1000", "\x7f",
+                         "\x1b[2J"])
 
 
 @st.composite
@@ -56,6 +58,7 @@ def test_list_lines_parse_or_raise_list_error(lines, eol):
     for e in entries:  # what a later stage turns into a path under OUT
         assert "/" not in e.file and e.file not in (".", "..") and e.file.isprintable()
         assert e.file.isascii() and e.label == label_of()[e.wnid] and e.origin in ("train", "val")
+        assert not re.match(r"n[0-9]{8}_", e.file) or e.file.startswith(e.wnid + "_")
 
 
 # --- tar headers ------------------------------------------------------------------------------

@@ -51,12 +51,15 @@ class SplitList:
 
 
 # The shape of every well-formed line; anything else goes to _diagnose for a precise message.
-# File names: printable ASCII without '/' or '\\'; the label: a plain decimal integer.
-_LINE = re.compile(r"(train|val)/(n[0-9]{8})/(?!\.\.?[ \t])([!-.0-\[\]-~]{1,%d})[ \t]+"
-                   r"(0|[1-9][0-9]{0,3})\r?" % MAX_NAME)
+# File names: printable ASCII without '/' or '\\'; one that starts as ILSVRC train files do,
+# `<wnid>_`, starts with its folder's wnid (the lookahead: 5% of the pattern's time, against
+# three times that checked column by column); the label: a plain decimal integer.
+_LINE = re.compile(r"(train|val)/(n[0-9]{8})/(?!\.\.?[ \t])(?=\2_|(?!n[0-9]{8}_))"
+                   r"([!-.0-\[\]-~]{1,%d})[ \t]+(0|[1-9][0-9]{0,3})\r?" % MAX_NAME)
 #: `_LINE` at every line of a text: as many matches as lines means every line is well-formed.
 _LINES = re.compile(f"^{_LINE.pattern}$", re.MULTILINE)
 _WNID = re.compile(r"n[0-9]{8}")
+_NAMED_WNID = re.compile(r"(n[0-9]{8})_")  # an ILSVRC train file's name: <wnid>_<n>.JPEG
 _LABEL = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -102,6 +105,9 @@ def _diagnose(line: str) -> str:
         return f"file name {_show(name)} contains a backslash"
     if not _LABEL.fullmatch(label):
         return f"label {_show(label)} is not a plain non-negative integer"
+    named = _NAMED_WNID.match(name)
+    if named and named.group(1) != wnid:
+        return f"file name's wnid {named.group(1)} differs from its folder {wnid}"
     return f"label {label} is not one of the {len(label_of())} ILSVRC2012 labels"
 
 
