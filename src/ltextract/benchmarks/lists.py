@@ -105,10 +105,14 @@ def _diagnose(line: str) -> str:
         return f"file name {_show(name)} contains a backslash"
     if not _LABEL.fullmatch(label):
         return f"label {_show(label)} is not a plain non-negative integer"
+    if len(label) > 4:  # longer than the pattern takes
+        return f"label {label} is not one of the {len(label_of())} ILSVRC2012 labels"
+    if _label_strings().get(wnid) != label:
+        return _bad_label(wnid, label)  # (as `_parse_lines` says it of a line the pattern takes)
     named = _NAMED_WNID.match(name)
     if named and named.group(1) != wnid:
         return f"file name's wnid {named.group(1)} differs from its folder {wnid}"
-    return f"label {label} is not one of the {len(label_of())} ILSVRC2012 labels"
+    return f"{_show(body)} is not a list line"
 
 
 def _line_at(data: bytes, offset: int) -> int:
