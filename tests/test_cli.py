@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import click
 import pytest
 
 from ltextract import __version__
@@ -28,6 +30,22 @@ def test_help_has_an_example(command):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_takes_quiet(command):
     assert "--quiet" in run_cli(command, "--help").stdout
+
+
+def test_every_option_has_help_text():
+    from ltextract.cli import cli
+
+    bare = [f"{name} {opt}" for name, command in cli.commands.items() for p in command.params
+            if isinstance(p, click.Option) and not p.help for opt in p.opts[:1]]
+    assert bare == []
+
+
+def test_readme_quotes_what_a_stop_prints():
+    """Ctrl-C and SIGTERM print different words; the README shows both as the CLI prints them."""
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    for word in ("interrupted", "terminated"):
+        assert f"ltextract: {word}; " in readme, word
+    assert "`ltextract: terminated; finished files are kept" in readme or "terminated; …" in readme
 
 
 def test_completion_script_is_offered():

@@ -152,7 +152,8 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
 
 @cli.command()
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64))
+@click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
+              help="Files (or shards) hashed at once, in worker processes.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
 @quiet_option
 @progress_option
@@ -232,8 +233,10 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
 
 @cli.command()
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Manual dir to create.")
-@click.option("--classes", default=10, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--classes", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="Classes: real wnids, spread evenly over the sorted 1000.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Random seed: the same seed gives the same bytes.")
 @quiet_option
 def synth(out: Path, classes: int, seed: int, quiet: bool) -> None:
     """Write a small ILSVRC2012-shaped manual dir (nested class tars, flat val tar, tiny JPEGs,

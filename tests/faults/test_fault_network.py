@@ -69,3 +69,31 @@ def test_help_states_the_download_bound(command):
     assert f"{urls} published mirrors" in text
     assert f"at most about {urls * per_mirror / 60:.0f} min" in text
     assert f"backoff pauses ({PAUSES:g} s)" in text
+
+
+def test_offline_build_names_every_mirror_and_the_way_out(tmp_path, http_refused_url, manual,
+                                                         monkeypatch, capsys):
+    """No mirror answers (as offline): every list's every mirror is tried, as --help counts
+    them, and the one error line names each of them and how to build without a network."""
+    from ltextract.benchmarks import SplitSpec, imagenet_lt
+    from lt_util import error_line, with_split
+    from test_fault_lists import run_inprocess
+
+    monkeypatch.setenv("LTEXTRACT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(fetch, "sleep", lambda s: None)  # the backoff pauses, not what is tested
+    bench = imagenet_lt.IMAGENET_LT
+    mirrors = {s.name: tuple(f"{http_refused_url}/{s.name}/{i}" for i in range(len(s.mirrors)))
+               for s in bench.splits}
+    for s in bench.splits:
+        bench = with_split(SplitSpec(s.name, s.origin, s.pin, mirrors[s.name]), bench)
+    monkeypatch.setattr(imagenet_lt, "IMAGENET_LT", bench)
+    code, _, stderr = run_inprocess(monkeypatch, capsys, "build", "--manual-dir", str(manual),
+                                    "--out", str(tmp_path / "out"))
+    assert code == 1
+    line = error_line(stderr)
+    assert line.count("connection refused") == sum(map(len, mirrors.values())) == 5, line
+    for s in bench.splits:
+        assert s.pin.filename in line
+    assert line.endswith("(offline? pass --splits-dir DIR with ImageNet_LT_train.txt,"
+                         " ImageNet_LT_val.txt and ImageNet_LT_test.txt)"), line

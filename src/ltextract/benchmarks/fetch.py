@@ -8,7 +8,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 from time import monotonic, sleep
-from typing import Callable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
@@ -217,6 +217,34 @@ def fetch_url(url: str, *, session: Optional[requests.Session] = None,
             s.close()
 
 
+class NoMirror(FetchError):
+    """Every mirror of one list failed; `failures` says how, mirror by mirror."""
+
+    def __init__(self, filename: str, failures: list[str]) -> None:
+        super().__init__(f"could not download {filename} from any mirror ({'; '.join(failures)})")
+        self.filename, self.failures = filename, failures
+
+
+T = TypeVar("T")
+
+
+def each_list(specs: Sequence[SplitSpec], get: Callable[[SplitSpec], T], hint: str = "") -> dict[str, T]:
+    """`get(spec)` for every split, the others tried even when one list has no working mirror,
+    so the error names every mirror tried (as many as --help counts); `hint` ends that error."""
+    got: dict[str, T] = {}
+    failed: list[NoMirror] = []
+    for spec in specs:
+        try:
+            got[spec.name] = get(spec)
+        except NoMirror as e:
+            failed.append(e)
+    if failed:
+        first, *rest = failed
+        nor = "".join(f"; nor {e.filename} ({'; '.join(e.failures)})" for e in rest)
+        raise FetchError(f"{first}{nor}{hint}")
+    return got
+
+
 def _describe(exc: FetchError) -> str:
     return getattr(exc, "reason", str(exc))
 
@@ -265,7 +293,7 @@ def fetch_published(spec: SplitSpec, *, mirrors: Optional[Sequence[str]] = None,
         failures.append(f"{_host(url)}: {failure}")
         if i + 1 < len(urls):
             warn(f"{pin.filename} from {url}: {failure}; trying the next mirror")
-    raise FetchError(f"could not download {pin.filename} from any mirror ({'; '.join(failures)})")
+    raise NoMirror(pin.filename, failures)
 
 
 def _store(path: Path, data: bytes, warn: Warn) -> None:
@@ -288,21 +316,21 @@ def fetch_lists(dest: Optional[Path], splits: Optional[Sequence[str]] = None, *,
     cache = cache if cache is not None else cache_dir() / "lists"
     own = session is None
     s = new_session() if session is None else session
-    paths = {}
+
+    def one(spec: SplitSpec) -> Path:
+        data, _ = fetch_published(spec, mirrors=None if mirrors is None else mirrors[spec.name],
+                                  session=s, warn=warn, cache=cache, timeout=timeout,
+                                  retries=retries, backoff=backoff)
+        path = (dest if dest is not None else cache) / spec.pin.filename
+        if dest is not None or not path.is_file():  # the cache may have refused the copy
+            try:
+                atomic_write(path, data)
+            except OSError as e:
+                raise FetchError(f"cannot write {path}: {e.strerror or e}") from None
+        return path
+
     try:
-        for split in bench.split_names if splits is None else splits:
-            spec = bench.split(split)
-            data, _ = fetch_published(spec, mirrors=None if mirrors is None else mirrors[split],
-                                      session=s, warn=warn, cache=cache, timeout=timeout,
-                                      retries=retries, backoff=backoff)
-            path = (dest if dest is not None else cache) / spec.pin.filename
-            if dest is not None or not path.is_file():  # the cache may have refused the copy
-                try:
-                    atomic_write(path, data)
-                except OSError as e:
-                    raise FetchError(f"cannot write {path}: {e.strerror or e}") from None
-            paths[split] = path
+        return each_list([bench.split(n) for n in (bench.split_names if splits is None else splits)], one)
     finally:
         if own:
             s.close()
-    return paths

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequence
 
 from ltextract.benchmarks import Benchmark, get
 from ltextract.benchmarks.lists import (MAX_BYTES, SplitList, check_split, check_totals,
@@ -31,6 +31,12 @@ def _read_local(path: Path) -> bytes:
         raise ListError(f"cannot read {path}: {e.strerror or e}") from None
 
 
+def _names(names: Iterable[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    *most, last = names
+    return f"{', '.join(most)} and {last}" if most else last
+
+
 def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
                split_urls: Mapping[str, str] = {},  # noqa: B006 - read only
                warn: Callable[[str], None] = _quiet,
@@ -50,6 +56,12 @@ def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
     if own:
         session = fetch.new_session()
     try:
+        published = {}
+        mirrored = [specs[s] for s in splits if s not in split_urls]
+        if splits_dir is None and mirrored:  # each list tried, so a failure names every mirror
+            hint = f" (offline? pass --splits-dir DIR with {_names(s.pin.filename for s in mirrored)})"
+            published = fetch.each_list(mirrored, lambda spec: fetch.fetch_published(
+                spec, session=session, warn=warn), hint)
         out = {}
         for split in splits:
             spec = specs[split]
@@ -63,7 +75,7 @@ def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
                 short = path.name
                 data = _read_local(path)
             else:
-                data, source = fetch.fetch_published(spec, session=session, warn=warn)
+                data, source = published[split]
                 name = short = pin.filename
             entries = parse_list(data, name)
             check_split(spec, entries, name)
