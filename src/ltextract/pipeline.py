@@ -16,6 +16,7 @@ from ltextract.benchmarks.load import load_lists
 from ltextract.errors import LtError
 from ltextract.formats import Options, SplitWork, Writer, writer_class
 from ltextract.out import manifest
+from ltextract.out.apart import check_apart
 from ltextract.out.journal import Done
 from ltextract.out.lock import OutLock, prepare_out, remove_stale_temps
 from ltextract.plan import Job
@@ -56,6 +57,8 @@ SIDE_NICENESS = 10
 def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
     """Build every requested split into req.out; returns the summary `--json` prints."""
     out = req.out
+    check_apart(out, [(f"{o} source", p) for o, src in req.sources.items() for p in src.inputs()]
+                + ([("splits dir", req.splits_dir)] if req.splits_dir else []))
     prepare_out(out)
     with OutLock(out), contextlib.ExitStack() as stack:
         if gc.isenabled():  # ~10 records per listed file, all kept to the end: collections would

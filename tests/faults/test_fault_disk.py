@@ -12,28 +12,6 @@ import pytest
 from fault_util import assert_no_partial, build, completes, fails, run_faulty, temporaries
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    mounted: list[Path] = []
-
-    def mount(size: str = "4m", ro: bool = False) -> Path:
-        path = tmp_path / f"mnt{len(mounted)}"
-        path.mkdir()
-        try:
-            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}" + (",ro" if ro else ""),
-                                "tmpfs", str(path)], capture_output=True, text=True)
-        except FileNotFoundError:
-            pytest.skip("no mount(8) here: a small file system is needed to fill a disk")
-        if r.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}): needs root/CAP_SYS_ADMIN")
-        mounted.append(path)
-        return path
-
-    yield mount
-    for path in reversed(mounted):
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 @pytest.mark.parametrize("when", ["journal", "copy:1", "copy:40", "manifest"])
 def test_disk_full_then_rerun_after_freeing_space(tmpfs, manual, env, want, when):
     mnt = tmpfs("4m")

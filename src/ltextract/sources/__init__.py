@@ -95,6 +95,10 @@ class Source:
     def locate(self, keys: set[Key], indexes: Indexes) -> Located:
         raise NotImplementedError
 
+    def inputs(self) -> list[Path]:
+        """Every file or folder it reads from (OUT must stay apart from each)."""
+        return [self.path]
+
     def reader(self) -> Reader:
         return FileEachReader()
 

@@ -49,6 +49,9 @@ class SplitTarSource(TarSource):
     def shape(self) -> str:
         return f"tar in {len(readers.parts_of(self.path))} parts"
 
+    def inputs(self) -> list[Path]:
+        return readers.parts_of(self.path)
+
 
 class StdinSource(Source):
     """A tar piped in: read once, front to back (the stream strategy), never located."""
@@ -61,6 +64,9 @@ class StdinSource(Source):
 
     def describe(self) -> str:
         return f"{self.origin} from stdin (tar)"
+
+    def inputs(self) -> list[Path]:
+        return []
 
     @property
     def label(self) -> str:
