@@ -68,6 +68,9 @@ def count_classes(wnids: Iterable[str], source: str) -> Stats:
     counts = Counter(wnids)
     if not counts:
         raise LtError(f"{source} names no images")
+    unknown = next((w for w in counts if w not in labels), None)
+    if unknown is not None:
+        raise LtError(f"{source}: {unknown[:40]!r} is not one of the {len(labels)} ILSVRC2012 wnids")
     classes = [ClassCount(w, labels[w], n) for w, n in counts.items()]
     classes.sort(key=lambda c: (-c.count, c.label))
     return Stats(source, classes)

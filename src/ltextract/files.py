@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO, Iterator, Optional, Union
 
 from ltextract.errors import LtError
 
@@ -51,14 +51,47 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def read_json(path: Path, missing: str) -> Any:
-    """A JSON file ltextract wrote; `missing` is the error when it is absent."""
+def read_text(path: Path, missing: str) -> str:
+    """A text file ltextract wrote, decoded; `missing` is the error when it is absent. Damage
+    after the fact (a byte that is not UTF-8) is named by file and line."""
     try:
-        return json.loads(path.read_text("utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise LtError(missing) from None
-    except (ValueError, UnicodeDecodeError):
-        raise LtError(f"{path} is not valid JSON") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise LtError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x}); the file is damaged"
+                      ) from None
+
+
+def read_json(path: Path, missing: str) -> Any:
+    """A JSON file ltextract wrote; `missing` is the error when it is absent."""
+    text = read_text(path, missing)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LtError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); the file is damaged") from None
+    except (ValueError, RecursionError) as e:  # (numbers past int's digit limit, deep nesting)
+        raise LtError(f"{path}: not valid JSON ({type(e).__name__}); the file is damaged") from None
+
+
+def expect(value: Any, kind: Union[type, tuple[type, ...]], path: Path, what: str) -> Any:
+    """`value` read from `path` (at `what`, "splits.train.bytes") is of `kind`, else the one-line
+    error a damaged file gets; ints are never bools."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int,))):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise LtError(f"{path}: {what} is not {'an' if names[0] in 'aeiou' else 'a'} {names};"
+                      " the file is damaged")
+    return value
+
+
+def safe_rel(rel: str, parts: int) -> bool:
+    """A path relative to OUT with exactly `parts` components, none empty, "." or "..", and no
+    NUL: safe to open under OUT (what a damaged manifest or journal names is checked so)."""
+    split = rel.split("/")
+    return len(split) == parts and "\0" not in rel and not any(p in ("", ".", "..") for p in split)
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 from array import array
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import ltextract
 from ltextract.tar import index as tarindex
 from ltextract.tar import walk as tarwalk
 from ltextract.errors import ListError, LtError, TarError
@@ -22,6 +24,7 @@ from ltextract.benchmarks.classes import label_of, wnids
 from ltextract.benchmarks.lists import parse_list
 from ltextract.synth import SynthSpec, make_manual_dir
 from ltextract.tar.header import BLOCK, CHKSUM, parse_header, parse_pax
+from lt_util import error_line, run_cli
 
 W = wnids()
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -280,3 +283,127 @@ def test_scan_of_mutated_nested_tar_or_tar_error(real_tars, name, data, edits, c
         assert all(o + s <= len(tar) for o, s in zip(index.offsets, index.sizes))
     finally:
         os.unlink(path)
+
+
+# --- what ltextract reads back from OUT and the cache ---------------------------------------
+# A file ltextract wrote may be damaged afterwards (a disk, an editor, a crash of something
+# else): each is fuzzed with random bytes, cuts, byte flips and invalid UTF-8, and every command
+# that reads it must answer with one line naming the file (an LtError), never a traceback.
+
+_OUT_FILES = {"folders": ["train.csv", "ltextract.json", ".ltextract/train.journal",
+                          "ImageNet_LT_train.txt"],
+              "webdataset": ["train.csv", "ltextract.json", "train.json", ".ltextract/train.journal",
+                             "train/train-000000.tar"]}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> dict[str, Path]:
+    """A small synthetic set and one OUT per format (with its index cache)."""
+    root = tmp_path_factory.mktemp("fuzz-out")
+    syn = make_manual_dir(root / "manual", SynthSpec(classes=3, seed=9, train_max=6, train_min=2))
+    paths = {"manual": syn.manual_dir, "cache": root / "cache"}
+    for fmt in _OUT_FILES:
+        paths[fmt] = root / fmt
+        _api(paths["cache"], lambda fmt=fmt: ltextract.build(
+            paths[fmt], syn.manual_dir, splits_dir=syn.manual_dir, format=fmt, quiet=True,
+            shard_size="3files"))
+    return paths
+
+
+def _api(cache: Path, call):
+    before = os.environ.get("LTEXTRACT_CACHE_DIR")
+    os.environ["LTEXTRACT_CACHE_DIR"] = str(cache)
+    try:
+        return call()
+    finally:
+        if before is None:
+            del os.environ["LTEXTRACT_CACHE_DIR"]
+        else:
+            os.environ["LTEXTRACT_CACHE_DIR"] = before
+
+
+@st.composite
+def damage(draw, data: bytes) -> bytes:
+    """The file's bytes damaged one way or another."""
+    how = draw(st.sampled_from(["random", "cut", "flip", "utf8", "splice"]))
+    if how == "random":
+        return draw(st.binary(max_size=600))
+    at = draw(st.integers(0, max(0, len(data) - 1)))
+    if how == "cut":
+        return data[:at]
+    if how == "flip":
+        out = bytearray(data)
+        for _ in range(draw(st.integers(1, 4))):
+            i = draw(st.integers(0, max(0, len(out) - 1)))
+            if out:
+                out[i] = draw(st.integers(0, 255))
+        return bytes(out)
+    junk = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\0", b"\r", b"\n", b",", b'"',
+                                 b"{", b"]", b"\t", b"../", b"/etc/passwd", b"-1", b"1e999", b"null",
+                                 b'"splits": 3', b"9" * 30]))
+    return data[:at] + junk + data[at + (draw(st.integers(0, 3)) if how == "splice" else 0):]
+
+
+def _one_line_error(e: LtError, name: str) -> None:
+    msg = str(e)
+    assert "\n" not in msg and msg, msg
+
+
+@settings(FUZZ, max_examples=40)
+@given(st.sampled_from([(fmt, f) for fmt, files in _OUT_FILES.items() for f in files]), st.data())
+def test_damaged_out_files_give_one_line_never_a_traceback(built, tmp_path_factory, target, data):
+    """verify, stats and a re-run of build over an OUT with one of its files damaged."""
+    fmt, name = target
+    out = tmp_path_factory.mktemp("damaged") / "out"
+    shutil.copytree(built[fmt], out, symlinks=True)
+    path = out / name
+    path.write_bytes(data.draw(damage(path.read_bytes())))
+    calls = {"verify": lambda: ltextract.verify(out, workers=2),
+             "stats": lambda: ltextract.stats(out),
+             "build": lambda: ltextract.build(out, built["manual"], splits_dir=built["manual"],
+                                              format=fmt, shard_size="3files", quiet=True)}
+    for what, call in calls.items():
+        try:
+            _api(built["cache"], call)
+        except LtError as e:
+            _one_line_error(e, name)
+
+
+@settings(FUZZ, max_examples=40)
+@given(st.sampled_from(["train", "val"]), st.data())
+def test_damaged_index_cache_is_rescanned(built, tmp_path_factory, which, data):
+    """A damaged .ltidx is never trusted and never fails anything: it is scanned again."""
+    from ltextract.tar import indexfile
+
+    cache = tmp_path_factory.mktemp("cache")
+    shutil.copytree(built["cache"], cache, dirs_exist_ok=True)
+    tar = built["manual"] / f"ILSVRC2012_img_{which}.tar"
+    path = _api(cache, lambda: indexfile.index_path(tar))
+    good = path.read_bytes()
+    path.write_bytes(data.draw(damage(good)))
+    loaded = _api(cache, lambda: indexfile.load(tar, which == "train"))
+    fresh = tarindex.scan(tar, which == "train")
+    if loaded is not None:  # then it is the index, whole
+        assert (loaded.names, loaded.offsets, loaded.sizes) == (fresh.names, fresh.offsets, fresh.sizes)
+    index = _api(cache, lambda: indexfile.load_or_scan(tar, which == "train"))
+    assert (index.names, index.offsets, index.sizes) == (fresh.names, fresh.offsets, fresh.sizes)
+
+
+@pytest.mark.parametrize("fmt,name,bad,where", [
+    ("folders", "train.csv", b"\xff", "train.csv:3: "),
+    ("folders", "ltextract.json", b"\xc3(", "ltextract.json:2: "),
+    ("folders", "ltextract.json", b"{", "ltextract.json:"),
+    ("webdataset", "train.json", b"\xed\xa0\x80", "train.json:2: "),
+])
+def test_invalid_utf8_names_the_file_and_line(built, tmp_path, fmt, name, bad, where):
+    """The report of issue 16: a manifest with invalid UTF-8 gave a UnicodeDecodeError traceback."""
+    out = tmp_path / "out"
+    shutil.copytree(built[fmt], out, symlinks=True)
+    lines = (out / name).read_bytes().split(b"\n")
+    lines[1 if name.endswith("json") else 2] += bad
+    (out / name).write_bytes(b"\n".join(lines))
+    with pytest.raises(LtError) as e:
+        _api(built["cache"], lambda: ltextract.verify(out))
+    assert str(e.value).startswith(str(out / name).replace(name, "") + where), str(e.value)
+    r = run_cli("verify", out, env={"LTEXTRACT_CACHE_DIR": str(built["cache"])})
+    assert r.returncode == 1 and error_line(r.stderr).startswith(f"ltextract: error: {out / name}:")

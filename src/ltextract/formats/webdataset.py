@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract.errors import LtError
-from ltextract.files import atomic_write, read_json
+from ltextract.files import atomic_write, expect, read_json, safe_rel
 from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
 from ltextract.out import TMP_SUFFIX, manifest
 from ltextract.out.folders import Folders, ensure_dir, place_atomically
@@ -185,13 +185,14 @@ def shard_digests(path: Path) -> dict[str, dict[str, MemberDigest]]:
     return samples
 
 
-def _kept_digests(out: Path, shard: Shard) -> dict[str, str]:
-    samples = shard_digests(out / shard.rel)
+def _kept_digests(out: Path, shard: Shard) -> Optional[dict[str, str]]:
+    """The image digests of a journaled shard still whole on disk; None when it does not read
+    back as the samples its journal promises (damaged since): it is written again."""
     try:
+        samples = shard_digests(out / shard.rel)
         return {s.job.rel: samples[s.key]["jpg"].sha256 for s in shard.samples}
-    except KeyError:
-        raise LtError(f"{out / shard.rel} does not hold the samples its journal promises;"
-                      " delete it and re-run") from None
+    except (KeyError, LtError, OSError, EOFError, tarfile.TarError):
+        return None
 
 
 class WebdatasetWriter(Writer):
@@ -229,9 +230,11 @@ class WebdatasetWriter(Writer):
                     st = os.lstat(self.out / sh.rel)
                 except FileNotFoundError:
                     st = None
-                if done and st and (st.st_size, st.st_mtime_ns) == (done.size, done.mtime_ns):
+                whole = done and st and (st.st_size, st.st_mtime_ns) == (done.size, done.mtime_ns)
+                found = _kept_digests(self.out, sh) if whole else None
+                if done and found is not None:
                     kept.append(done)
-                    digests.update(_kept_digests(self.out, sh))
+                    digests.update(found)
                 else:
                     todo.append(sh)
             self.kept[split] = kept
@@ -344,10 +347,19 @@ def write_index(out: Path, split: str, shards: list[Shard]) -> None:
 
 
 def read_index(out: Path, split: str) -> dict:
+    """`<split>.json`, checked as far as verify relies on it: each shard's name (a file of the
+    split's folder), sample count and size."""
     path = index_path(out, split)
-    data = read_json(path, f"{path} is missing: was the build of {split} finished?")
-    if not isinstance(data, dict) or not isinstance(data.get("shards"), list):
-        raise LtError(f"{path} is not an ltextract shard index")
+    data = expect(read_json(path, f"{path} is missing: was the build of {split} finished?"), dict,
+                  path, "the whole")
+    for i, sh in enumerate(expect(data.get("shards"), list, path, "shards")):
+        expect(sh, dict, path, f"shards[{i}]")
+        name = expect(sh.get("name"), str, path, f"shards[{i}].name")
+        expect(sh.get("samples"), int, path, f"shards[{i}].samples")
+        expect(sh.get("size"), int, path, f"shards[{i}].size")
+        if not (name.startswith(f"{split}/") and safe_rel(name, 2)):
+            raise LtError(f"{path}: shards[{i}].name {name[:80]!r} is not a shard of {split};"
+                          " the file is damaged")
     return data
 
 def check_shards(out: Path, split: str, rows: list[Row], workers: int,
@@ -359,7 +371,7 @@ def check_shards(out: Path, split: str, rows: list[Row], workers: int,
     index = read_index(out, split)
     by_key = {r.key: r for r in rows}
     problems: list[Problem] = []
-    names = [str(sh.get("name", "")) for sh in index["shards"]]
+    names = [sh["name"] for sh in index["shards"]]
 
     def digest(name: str) -> tuple[str, object]:
         try:

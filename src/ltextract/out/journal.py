@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, TextIO
 
-from ltextract.files import unlink_quietly
+from ltextract.files import safe_rel, unlink_quietly
 from ltextract.out import STATE_DIR
 
 
@@ -65,21 +66,31 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
         lines = []
     done: dict[str, Done] = {}
     unconfirmed: dict[str, Done] = {}
-    for line in lines[1:]:
+    for line in lines[1:]:  # a line that is not one of ours (damaged) names no file: it is redone
         into = done
         if line[:1] == "?":
             line, into = line[1:], unconfirmed
         parts = line.split("\t")
         if len(parts) == 4:
             rel, size, mtime_ns, sha256 = parts
-            if len(sha256) == 64 and _decimal(size) and _decimal(mtime_ns):
+            if _SHA256.fullmatch(sha256) and _decimal(size) and _decimal(mtime_ns) and _ours(rel, split):
                 into[rel] = Done(rel, int(size), int(mtime_ns), sha256)
     return Journaled(lines[0] if lines else "", done, unconfirmed)
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _ours(rel: str, split: str) -> bool:
+    """A path this split's build writes (a file in a class folder, or a shard): a damaged line
+    must never make a build open, or delete, anything outside the split's folder."""
+    return rel.startswith(f"{split}/") and (safe_rel(rel, 3) or safe_rel(rel, 2))
+
+
 def _decimal(field: str) -> bool:
-    """ASCII digits only: str.isdigit() also takes '²', which int() refuses (a hand-edited line)."""
-    return field.isdigit() and field.isascii()
+    """ASCII digits only: str.isdigit() also takes '²', which int() refuses (a hand-edited line);
+    at most 20 (a 64-bit number; int() refuses thousands)."""
+    return field.isdigit() and field.isascii() and len(field) <= 20
 
 
 def read_journal(out: Path, split: str, identity: str) -> dict[str, Done]:

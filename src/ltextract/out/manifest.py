@@ -15,7 +15,7 @@ from typing import Any, Iterable, Optional
 
 from ltextract import __version__
 from ltextract.errors import LtError
-from ltextract.files import atomic_write, read_json
+from ltextract.files import atomic_write, expect, read_json, read_text, safe_rel
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
@@ -86,41 +86,53 @@ def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str]
 
 
 def read_manifest(out: Path, split: str) -> list[Row]:
+    """The rows of a split's manifest. Rows whose fields disagree (path, wnid, label) are for
+    `checks` to report; a row that cannot be a manifest row, or names a path that could leave
+    OUT, fails here as `FILE:LINE: what`."""
     path = manifest_path(out, split)
+    reader = csv.reader(io.StringIO(read_text(path, f"{path} is missing: was the build of {split}"
+                                                    " finished?"), newline=""))
     try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise LtError(f"{path} is missing: was the build of {split} finished?") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(header[:5]) != COLUMNS[:5]:
-        raise LtError(f"{path}:1: not an ltextract manifest (header {header})")
-    cols = {name: i for i, name in enumerate(header)}
-    rows = []
-    for n, rec in enumerate(reader, start=2):
-        try:
-            rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]],
-                            int(rec[cols["size"]]), rec[cols["sha256"]],
-                            *(rec[cols[c]] for c in SHARD_COLUMNS if c in cols)))
-        except (IndexError, ValueError):
-            raise LtError(f"{path}:{n}: malformed manifest row") from None
-    return rows
+        header = next(reader, None)
+        if header is None or tuple(header[:5]) != COLUMNS[:5]:
+            raise LtError(f"{path}:1: not an ltextract manifest (header {str(header)[:80]})")
+        cols = {name: i for i, name in enumerate(header)}
+        shard_cols = [cols[c] for c in SHARD_COLUMNS if c in cols]
+        return [_row(rec, cols, shard_cols, path, reader.line_num) for rec in reader]
+    except csv.Error as e:
+        raise LtError(f"{path}:{reader.line_num}: not a manifest row ({e}); the file is damaged") from None
+
+
+def _row(rec: list[str], cols: dict[str, int], shard_cols: list[int], path: Path, line: int) -> Row:
+    try:
+        row = Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]], int(rec[cols["size"]]),
+                  rec[cols["sha256"]], *(rec[i] for i in shard_cols))
+    except (IndexError, ValueError):
+        raise LtError(f"{path}:{line}: malformed manifest row; the file is damaged") from None
+    if not safe_rel(row.path, 3) or (row.shard and not safe_rel(row.shard, 2)) or row.size < 0:
+        raise LtError(f"{path}:{line}: malformed manifest row (path {row.path[:80]!r}, size"
+                      f" {row.size}); the file is damaged")
+    return row
 
 
 def read_metadata(out: Path) -> dict[str, Any]:
+    """ltextract.json, checked as far as verify and build rely on it."""
     path = out / METADATA
-    meta = read_json(path, f"{out} holds no ltextract build ({METADATA} is missing)")
-    if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
-        raise LtError(f"{path} is not ltextract metadata")
+    meta = expect(read_json(path, f"{out} holds no ltextract build ({METADATA} is missing)"), dict,
+                  path, "the whole")
+    for split, record in expect(meta.get("splits"), dict, path, "splits").items():
+        expect(record, dict, path, f"splits.{split}")
+        for key, kind in (("files", int), ("bytes", int), ("format", str), ("link", str),
+                          ("source", str), ("list", dict)):
+            if key in record:
+                expect(record[key], kind, path, f"splits.{split}.{key}")
     return meta
 
 
 def update_metadata(out: Path, split: str, record: dict[str, Any]) -> None:
-    """Merge one split's record, keeping splits built by earlier runs into the same OUT."""
-    try:
-        meta = read_metadata(out)
-    except LtError:
-        meta = {"splits": {}}
+    """Merge one split's record, keeping splits built by earlier runs into the same OUT (a
+    damaged file was refused by `check_format` before the build began)."""
+    meta = read_metadata(out) if (out / METADATA).exists() else {"splits": {}}
     meta["tool"] = "ltextract"
     meta["version"] = __version__
     meta["splits"][split] = record
@@ -128,11 +140,15 @@ def update_metadata(out: Path, split: str, record: dict[str, Any]) -> None:
 
 
 def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
-    """Refuse to mix formats in one split folder: the other format's files would be strays."""
+    """Refuse to mix formats in one split folder: the other format's files would be strays.
+    A damaged ltextract.json is refused too (rather than dropping the other splits' records):
+    deleted, the next build writes it afresh for the splits it builds."""
+    if not (out / METADATA).exists():
+        return
     try:
         built = read_metadata(out)["splits"]
-    except LtError:
-        return
+    except LtError as e:
+        raise LtError(f"{e}; delete it and re-run build for every split (their files are kept)") from None
     for split in splits:
         before = built[split].get("format", "folders") if split in built else fmt
         if before != fmt:

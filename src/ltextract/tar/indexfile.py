@@ -166,6 +166,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: What reading a damaged cache file may raise (zipfile and zlib on random bytes raise all of
+#: these); any of them means: rebuild it, never trust it.
+_DAMAGED = (OSError, KeyError, IndexError, ValueError, TypeError, AttributeError, EOFError,
+            NotImplementedError, RuntimeError, RecursionError, zipfile.BadZipFile, zlib.error)
+
+
 def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
     """The cached index of `tar` if it still describes that very file, else None."""
     path = index_path(tar)
@@ -179,18 +185,25 @@ def load(tar: Path, nested: bool) -> Optional[ArchiveIndex]:
                 return None
             if key["fingerprint"] != fingerprint(tar):
                 return None
-            groups = [Group(n, o, s, c) for n, o, s, c in meta["groups"]]
+            groups = [_group(g) for g in meta["groups"]]
             index = ArchiveIndex(Path(tar), size, mtime_ns, key["fingerprint"], nested,
                                  groups, z.read("names.txt"), _from_npy(z.read("offset.npy")),
                                  _from_npy(z.read("size.npy")), from_cache=True)
     except FileNotFoundError:
         return None
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+    except _DAMAGED:
         return None  # a damaged cache entry is rebuilt, not trusted
     if index.names.count(b"\n") != index.members or len(index.sizes) != index.members \
             or sum(g.count for g in groups) != index.members:
         return None
     return index
+
+
+def _group(fields: list) -> Group:
+    name, offset, size, count = fields
+    if not (isinstance(name, str) and all(type(n) is int and n >= 0 for n in (offset, size, count))):
+        raise ValueError("not a group")
+    return Group(name, offset, size, count)
 
 
 def load_or_scan(tar: Path, nested: bool, progress: Progress = None,
