@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ltextract.formats import webdataset as shards
+from ltextract.formats import shards
 from ltextract.plan import Job
 from ltextract.synth import SynthSpec, make_manual_dir
 from lt_util import error_line, run_cli, tar_bytes

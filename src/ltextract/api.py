@@ -31,15 +31,17 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
           strategy: str = "auto", workers: int = DEFAULT_WORKERS, format: str = "folders",
           shard_size: str = "1GB", train_source: Optional[PathLike] = None,
           val_source: Optional[PathLike] = None, link: str = "copy", quiet: bool = False,
-          benchmark: Optional[str] = None) -> dict[str, Any]:
+          benchmark: Optional[str] = None, recheck: bool = False) -> dict[str, Any]:
     """Build the benchmark's splits (default: all) into `out`; returns the summary that
-    `ltextract build --json` prints. Resumable: run it again after any interruption.
+    `ltextract build --json` prints. Resumable: run it again after any interruption; it also
+    rewrites the files `verify` found damaged. `recheck`: compare every file kept from an earlier
+    run with the source (its bytes read again), rewriting those that differ.
     `train_source`/`val_source`: a tar, split tar, folder of class tars or tree ("-": stdin)."""
     from ltextract import pipeline
     from ltextract.benchmarks import get
     from ltextract.formats import FORMATS, writer_class
     from ltextract.formats.links import MODES
-    from ltextract.formats.webdataset import parse_shard_size
+    from ltextract.formats.shards import parse_shard_size
     from ltextract.out.folders import raise_open_files
     from ltextract.sources.detect import STDIN, resolve, resolve_manual_dir
     from ltextract.sources.storage import STRATEGIES, strategy_of
@@ -74,7 +76,7 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
     assert out_path is not None
     return pipeline.run_build(pipeline.BuildRequest(
         out_path, bench, chosen, _path(splits_dir), dict(split_urls or {}), srcs, strategies, format,
-        shards, link, workers), quiet)
+        shards, link, workers, recheck), quiet)
 
 
 def _choose(what: str, value: str, allowed: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 and the published totals."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,9 @@ from ltextract.benchmarks.classes import label_of
 from ltextract.benchmarks.lists import canonical_sha256, check_totals, parse_list
 from ltextract.errors import ListError, LtError
 from ltextract.formats import FORMATS, Problem, writer_class
+from ltextract.out import STATE_DIR, repair
+from ltextract.out.folders import ensure_dir
+from ltextract.out.lock import OutLock
 from ltextract.out.manifest import Row, list_path, read_manifest, read_metadata
 
 
@@ -19,14 +23,23 @@ from ltextract.out.manifest import Row, list_path, read_manifest, read_metadata
 class Report:
     splits: dict[str, dict] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: per split, the files (or shards) a build rewrites to repair what was found
+    repair: dict[str, list[str]] = field(default_factory=dict)
+    #: why `repair` could not be recorded in OUT for the next build ("" when it was)
+    unrecorded: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def damaged(self) -> int:
+        return sum(map(len, self.repair.values()))
+
     def as_json(self) -> dict:
         return {"ok": self.ok, "splits": self.splits,
-                "problems": [{"path": p.path, "problem": p.what} for p in self.problems]}
+                "problems": [{"path": p.path, "problem": p.what} for p in self.problems],
+                "repair": self.repair, "recorded": not self.unrecorded}
 
 
 def check_rows(split: str, rows: list[Row]) -> list[Problem]:
@@ -76,8 +89,11 @@ def check_recorded_list(bench: Benchmark, split: str, rows: list[Row], meta: dic
     return []
 
 
-def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]] = None) -> Report:
-    """Re-check every split recorded in OUT's ltextract.json; the problems found, per file."""
+def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]] = None,
+           record: bool = True) -> Report:
+    """Re-check every split recorded in OUT's ltextract.json; the problems found, per file.
+    No output file is changed; with `record`, what a build must rewrite is recorded in OUT's
+    state folder (`out.repair`) for the next build."""
     meta = read_metadata(out)
     bench = get()
     report = Report()
@@ -99,4 +115,23 @@ def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]
         report.splits[split] = {"files": len(rows), "bytes": sum(r.size for r in rows),
                                 "classes": len(classes), "problems": len(problems)}
         report.problems += problems
+        report.repair[split] = sorted({p.repair for p in problems if p.repair})
+    if record:
+        report.unrecorded = record_repairs(out, report.repair)
     return report
+
+
+def record_repairs(out: Path, found: dict[str, list[str]]) -> str:
+    """Record what a build must rewrite, under the OUT lock (not while a build writes OUT);
+    returns why it could not be recorded, or ""."""
+    if not any(found.values()) and not os.path.isdir(out / STATE_DIR):
+        return ""  # nothing to record, no older record to clear
+    try:
+        ensure_dir(out / STATE_DIR)
+        with OutLock(out):
+            repair.record(out, found)
+    except LtError as e:
+        return str(e)
+    except OSError as e:
+        return f"{e.filename or out}: {e.strerror or e}"
+    return ""

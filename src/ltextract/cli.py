@@ -121,13 +121,16 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
               help="Val images from this tar or tree (flat or wnid folders) [default: detected].")
 @click.option("--link", type=click.Choice(MODES), default="copy", show_default=True,
               help="How files from an extracted tree reach OUT (hardlink/symlink: no space).")
+@click.option("--recheck", is_flag=True,
+              help="Re-read every file kept from an earlier run and compare it with the source;"
+                   " rewrite those that differ (verify records what it finds; this needs no verify).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
 @quiet_option
 @progress_option
 def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
           split_urls: tuple[str, ...], strategy: str, workers: int, fmt: str, shard_size: str,
-          train_source: Optional[Path], val_source: Optional[Path], link: str, as_json: bool,
-          quiet: bool) -> None:
+          train_source: Optional[Path], val_source: Optional[Path], link: str, recheck: bool,
+          as_json: bool, quiet: bool) -> None:
     """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
 
     The manual dir may hold the two tars, tars split into parts (.tar.001, .002, ...), the
@@ -145,7 +148,7 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
     summary = api.build(out, manual_dir, splits=splits, splits_dir=splits_dir,
                         split_urls=parse_split_urls(split_urls), strategy=strategy, workers=workers,
                         format=fmt, shard_size=shard_size, train_source=train_source,
-                        val_source=val_source, link=link, quiet=quiet)
+                        val_source=val_source, link=link, quiet=quiet, recheck=recheck)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 
@@ -180,9 +183,20 @@ def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
     if report.problems:
         more = len(report.problems) - 10
         raise LtError(f"verify found {len(report.problems):,} problem(s) in {out}"
-                      + (f" ({more:,} more not shown)" if more > 0 else ""))
+                      + (f" ({more:,} more not shown)" if more > 0 else "") + _how_to_repair(report))
     files = sum(s["files"] for s in report.splits.values())
     say(f"ok: {files:,} files in {', '.join(report.splits)} match their manifests", quiet)
+
+
+def _how_to_repair(report: Any) -> str:
+    """What a build does about the damaged files: rewrites those verify recorded; where nothing
+    could be recorded, --recheck finds them again."""
+    if not report.damaged:
+        return ""
+    if report.unrecorded:
+        return (f": {report.damaged:,} file(s) differ; re-run build --recheck to repair them"
+                f" (not recorded: {report.unrecorded})")
+    return f": {report.damaged:,} file(s) differ; re-run build to repair them"
 
 
 @cli.command(cls=_DownloadingCommand)

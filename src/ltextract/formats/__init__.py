@@ -43,6 +43,8 @@ class SplitWork:
 class Problem:
     path: str
     what: str
+    #: what a build rewrites to repair it (OUT-relative): the damaged file, or its shard
+    repair: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Options:
     link: str = "copy"  # folders from an extracted tree: copy | hardlink | reflink | symlink
     shard_size: Any = None  # sharded formats: the parsed --shard-size
     notice: Callable[[str], None] = print  # one-time notices (reflink falling back to copies)
+    #: --recheck: every kept file (shard) is compared with the source again, its bytes re-read
+    recheck: bool = False
 
 
 class Writer:

@@ -21,7 +21,7 @@ from ltextract.errors import LtError, write_error
 from ltextract.files import sha256_of
 from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
 from ltextract.formats.links import Placer
-from ltextract.out import manifest, resume
+from ltextract.out import manifest, repair, resume
 from ltextract.out.folders import Folders, folders_per_process, write_file
 from ltextract.out.journal import Batch, Done, Journal, batch, journal_path
 from ltextract.out.manifest import Row
@@ -43,7 +43,12 @@ class FoldersWriter(Writer):
 
     def begin(self, jobs: dict[str, list[Job]], identities: dict[str, str],
               partial: Collection[str]) -> list[SplitWork]:
-        return resume.prepare(self.out, jobs, identities, partial)
+        damaged = {split: repair.read_damaged(self.out, split) for split in jobs}
+        for split, rels in damaged.items():
+            if rels:
+                listed = sum(j.rel in rels for j in jobs[split])
+                self.options.notice(f"{split}: rewriting {listed:,} file(s) that verify found damaged")
+        return resume.prepare(self.out, jobs, identities, partial, damaged, self.options.recheck)
 
     def units(self, works: list[SplitWork]) -> list[list[Job]]:
         """Runs of TASK_FILES files in the order of their bytes (file by file, by offset)."""
@@ -77,12 +82,12 @@ class FoldersWriter(Writer):
             if place is not None and job.offset == 0:  # a whole file: an extracted tree's
                 finished.append(place(folders, job))  # (a tar's members start past a header)
             else:
-                finished.append(write_file(folders, job, read(job)))
+                finished.append(write_file(folders, job, read(job), self.options.recheck))
         return batch(finished)
 
     def write(self, job: Job, data: bytes) -> Done:
         assert self.folders is not None, "open() first"
-        return write_file(self.folders, job, data)
+        return write_file(self.folders, job, data, self.options.recheck)
 
     def record(self, works: list[SplitWork], batches: Iterable[Batch],
                on_whole: Optional[Callable[[SplitWork, dict[str, Done]], None]] = None
@@ -110,6 +115,7 @@ class FoldersWriter(Writer):
                 for w in works:
                     journals[w.split] = Journal(out, w.split, w.identity, w.kept,
                                                 [j.recheck for j in w.todo if j.recheck])
+                    repair.repaired(out, w.split)  # the new journal trusts none of the damaged
                 for split in list(open_works):
                     settle(split)  # nothing to copy
                 for finished in batches:
@@ -187,13 +193,13 @@ def check_file(out: Path, row: Row, follow: bool = False) -> Optional[Problem]:
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
-        return Problem(row.path, "missing")
+        return Problem(row.path, "missing", row.path)
     if not stat.S_ISREG(st.st_mode):
-        return Problem(row.path, "not a regular file")
+        return Problem(row.path, "not a regular file", row.path)
     if st.st_size != row.size:
-        return Problem(row.path, f"size {st.st_size:,} differs from the manifest's {row.size:,}")
+        return Problem(row.path, f"size {st.st_size:,} differs from the manifest's {row.size:,}", row.path)
     if file_sha256(path) != row.sha256:
-        return Problem(row.path, "sha256 differs from the manifest (corrupt or modified)")
+        return Problem(row.path, "sha256 differs from the manifest (corrupt or modified)", row.path)
     return None
 
 

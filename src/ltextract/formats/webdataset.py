@@ -1,142 +1,31 @@
-"""`--format webdataset`: the split as tar shards `OUT/<split>/<split>-000000.tar`, ...
-
-Each sample is `<key>.jpg` (the image bytes as in ILSVRC2012) and `<key>.cls` (the label as decimal
-text), the layout the `webdataset` library and its ImageNet examples read. Train samples are
-shuffled with a fixed seed so consecutive samples mix classes; val and test keep list order.
-`OUT/<split>.json` lists the shards with their sample counts. The plan is a pure function of the
-list and the shard size, so a re-run keeps every journaled shard and rewrites only the rest.
+"""`--format webdataset`: the split as tar shards `OUT/<split>/<split>-000000.tar`, ... (the
+layout: `formats.shards`), with `OUT/<split>.json` listing them. The plan is a pure function of
+the list and the shard size, so a re-run keeps every journaled shard and rewrites only the rest:
+those damaged since (verify's record, `out.repair`), and with --recheck those that no longer
+hold what the source gives.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import random
-import re
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract.errors import LtError
-from ltextract.files import atomic_write, expect, read_json, safe_rel
+from ltextract.files import sha256_of
 from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
-from ltextract.out import TMP_SUFFIX, manifest
-from ltextract.out.folders import Folders, ensure_dir, place_atomically
+from ltextract.formats.shards import (FORMAT, Shard, ShardSize, check_shards, identity, plan,
+                                      shard_chunks, shard_digests, write_index)
+from ltextract.out import TMP_SUFFIX, manifest, repair
+from ltextract.out.folders import Folders, disk_sha256, ensure_dir, place_atomically, still_there
 from ltextract.out.journal import Batch, Done, Journal, journal_line, journal_path, read_journal
 from ltextract.out.manifest import Row
 from ltextract.out.resume import check_space
 from ltextract.plan import Job
-from ltextract.tar.header import BLOCK, padded
-
-SHUFFLE_SEED = 0
-FORMAT = "webdataset"
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib|files?)\s*$", re.I)
-_UNITS = {"b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
 
 
-@dataclass(frozen=True)
-class ShardSize:
-    """A shard closes before it would pass `max_bytes` (tar bytes) or hold `max_files` samples."""
-    max_bytes: Optional[int] = None
-    max_files: Optional[int] = None
-
-    def __str__(self) -> str:
-        return f"{self.max_files} files" if self.max_files else f"{self.max_bytes} bytes"
-
-
-@dataclass(frozen=True)
-class Sample:
-    job: Job
-    key: str
-
-    @property
-    def tar_bytes(self) -> int:
-        """Header + padded image, header + padded label."""
-        return 2 * BLOCK + padded(self.job.size) + BLOCK
-
-
-@dataclass(frozen=True)
-class Shard:
-    rel: str  # "<split>/<split>-000000.tar"
-    samples: list[Sample]
-
-
-def parse_shard_size(text: str) -> ShardSize:
-    """`1GB`, `500MiB`, `2.5G` (bytes) or `5000files`; a bare number is ambiguous and refused."""
-    m = _SIZE.match(text)
-    if not m:
-        raise ValueError(f"{text!r}: expected a size like 1GB, 512MiB or a count like 5000files")
-    number, unit = float(m.group(1)), m.group(2).lower()
-    if unit.startswith("file"):
-        if not number.is_integer() or number < 1:
-            raise ValueError(f"{text!r}: a shard holds a whole number (>= 1) of files")
-        return ShardSize(max_files=int(number))
-    size = int(number * _UNITS[unit])
-    if size < 10 * BLOCK:
-        raise ValueError(f"{text!r}: shards must be at least {10 * BLOCK} bytes")
-    return ShardSize(max_bytes=size)
-
-
-def sample_key(file_name: str) -> str:
-    """webdataset splits a member name at the first dot, so the key is the name without its
-    extension and with any other dots replaced."""
-    stem = file_name.rsplit(".", 1)[0] if "." in file_name[1:] else file_name
-    return stem.replace(".", "_")
-
-
-def plan(split: str, jobs: list[Job], size: ShardSize, seed: int = SHUFFLE_SEED) -> list[Shard]:
-    """Samples in shard order: train shuffled with `seed`, other splits in list order."""
-    samples = [Sample(j, sample_key(j.rel.rsplit("/", 1)[1])) for j in jobs]
-    seen: dict[str, str] = {}
-    for s in samples:
-        if s.key in seen:
-            raise LtError(f"{split}: {s.job.rel} and {seen[s.key]} would share the webdataset key {s.key!r}")
-        seen[s.key] = s.job.rel
-    if split == "train":
-        random.Random(seed).shuffle(samples)
-    shards: list[list[Sample]] = [[]]
-    used = 0
-    for s in samples:
-        full = (len(shards[-1]) >= size.max_files) if size.max_files else \
-            (used + s.tar_bytes + 2 * BLOCK > size.max_bytes)  # type: ignore[operator]
-        if shards[-1] and full:
-            shards.append([])
-            used = 0
-        shards[-1].append(s)
-        used += s.tar_bytes
-    return [Shard(f"{split}/{split}-{i:06d}.tar", group) for i, group in enumerate(shards) if group]
-
-
-def identity(tar_identity: str, size: ShardSize, seed: int = SHUFFLE_SEED) -> str:
-    """Journal header: shards made from another tar or with other parameters are redone."""
-    return f"{tar_identity} {FORMAT} {size} seed={seed}"
-
-
-# --- writing ----------------------------------------------------------------------------
-
-def _header(name: str, size: int) -> bytes:
-    """A ustar header, assembled directly (tarfile takes ~10x longer, and there are two per
-    sample); names past 100 bytes go through tarfile's GNU long-name records."""
-    raw = name.encode("utf-8", "surrogateescape")
-    if len(raw) > 100 or size >= 8 ** 11:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = size, 0o644, 0
-        return info.tobuf(tarfile.GNU_FORMAT)
-    block = bytearray(BLOCK)
-    block[0:len(raw)] = raw
-    block[100:148] = b"0000644\x000000000\x000000000\x00%011o\x0000000000000\x00" % size
-    block[148:156] = b" " * 8  # the checksum counts its own field as spaces
-    block[156] = ord("0")
-    block[257:265] = b"ustar\x0000"
-    block[148:156] = b"%06o\x00 " % sum(block)
-    return bytes(block)
-
-
-def write_shard(folders: Folders, shard: Shard,
-                read: Callable[[Job], bytes]) -> tuple[Done, dict[str, str]]:
+def write_shard(folders: Folders, shard: Shard, read: Read) -> tuple[Done, dict[str, str]]:
     """Write one shard atomically; return it as journal entry and each sample's image sha256."""
     digests: dict[str, str] = {}
     shard_hash = hashlib.sha256()
@@ -145,50 +34,37 @@ def write_shard(folders: Folders, shard: Shard,
     def fill(fd: int) -> None:
         nonlocal written
         with open(fd, "wb", closefd=False) as f:
-            for s in shard.samples:
-                data = read(s.job)
-                digests[s.job.rel] = hashlib.sha256(data).hexdigest()
-                label = str(s.job.label).encode()
-                chunk = b"".join((_header(f"{s.key}.jpg", len(data)), data,
-                                  bytes(padded(len(data)) - len(data)),
-                                  _header(f"{s.key}.cls", len(label)), label, bytes(BLOCK - len(label))))
+            for chunk in shard_chunks(shard, read, digests):
                 shard_hash.update(chunk)
                 written += f.write(chunk)
-            written += f.write(bytes(2 * BLOCK))
-            shard_hash.update(bytes(2 * BLOCK))
 
     mtime_ns = place_atomically(folders, shard.rel, fill)
     return Done(shard.rel, written, mtime_ns, shard_hash.hexdigest()), digests
 
 
-@dataclass(frozen=True)
-class MemberDigest:
-    size: int
-    sha256: str
-    head: bytes  # the first bytes: the whole label of a .cls member
+def recheck_shard(folders: Folders, shard: Shard, read: Read, journaled: Done) -> Optional[dict[str, str]]:
+    """--recheck: the shard as the source gives it, hashed, not written; its samples' digests
+    when the file on disk (still the journaled one) holds exactly those bytes, else None."""
+    digests: dict[str, str] = {}
+    shard_hash = hashlib.sha256()
+    for chunk in shard_chunks(shard, read, digests):
+        shard_hash.update(chunk)
+    if still_there(folders, journaled) and disk_sha256(folders, shard.rel) == shard_hash.hexdigest():
+        return digests
+    return None
 
 
-def shard_digests(path: Path) -> dict[str, dict[str, MemberDigest]]:
-    """key -> extension -> digest, streamed with the stdlib reader (independent of our writer)."""
-    samples: dict[str, dict[str, MemberDigest]] = {}
-    with tarfile.open(path) as tf:
-        for m in tf:
-            key, _, ext = m.name.partition(".")
-            if not m.isreg() or ext in samples.setdefault(key, {}):
-                raise LtError(f"{path}: unexpected or repeated member {m.name}")
-            f = tf.extractfile(m)
-            h, head = hashlib.sha256(), b""
-            while chunk := f.read(1 << 20):  # type: ignore[union-attr]
-                head = head or chunk[:32]
-                h.update(chunk)
-            samples[key][ext] = MemberDigest(m.size, h.hexdigest(), head)
-    return samples
-
-
-def _kept_digests(out: Path, shard: Shard) -> Optional[dict[str, str]]:
-    """The image digests of a journaled shard still whole on disk; None when it does not read
-    back as the samples its journal promises (damaged since): it is written again."""
+def _kept_digests(out: Path, shard: Shard, journaled: Done) -> Optional[dict[str, str]]:
+    """The image digests of a journaled shard still whole on disk (they go into the manifest);
+    None when it no longer holds the bytes its journal hashed, or does not read back as the
+    samples it promises (damaged since): it is written again."""
     try:
+        fd = os.open(out / shard.rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if sha256_of(fd) != journaled.sha256:
+                return None
+        finally:
+            os.close(fd)
         samples = shard_digests(out / shard.rel)
         return {s.job.rel: samples[s.key]["jpg"].sha256 for s in shard.samples}
     except (KeyError, LtError, OSError, EOFError, tarfile.TarError):
@@ -205,14 +81,18 @@ class WebdatasetWriter(Writer):
         self.shards: dict[str, list[Shard]] = {}
         self.by_rel: dict[str, Shard] = {}
         self.kept: dict[str, list[Done]] = {}  # journaled shards still whole, per split
+        self.rechecks: dict[str, Done] = {}  # --recheck: journaled shards to compare with the source
+        self.rechecked: dict[str, int] = {}  # per split, shards a re-check found equal
         self.folders: Optional[Folders] = None
 
     def begin(self, jobs: dict[str, list[Job]], identities: dict[str, str],
               partial: Collection[str]) -> list[SplitWork]:
         """Shards are a pure function of the list and the shard size, so a re-run keeps every
-        journaled shard still whole and rewrites only the rest."""
+        journaled shard still whole and rewrites only the rest (and those verify found damaged;
+        with --recheck, it compares each with the source first)."""
         works = []
         for split, split_jobs in jobs.items():
+            damaged = repair.read_damaged(self.out, split)
             ensure_dir(self.out / split)
             shards = self.shards[split] = plan(split, split_jobs, self.size)
             self.by_rel.update((sh.rel, sh) for sh in shards)
@@ -225,18 +105,25 @@ class WebdatasetWriter(Writer):
                     os.unlink(entry.path)
             kept, todo, digests = [], [], {}
             for sh in shards:
-                done = journal.get(sh.rel)
+                done = None if sh.rel in damaged else journal.get(sh.rel)
                 try:
                     st = os.lstat(self.out / sh.rel)
                 except FileNotFoundError:
                     st = None
                 whole = done and st and (st.st_size, st.st_mtime_ns) == (done.size, done.mtime_ns)
-                found = _kept_digests(self.out, sh) if whole else None
+                if whole and self.options.recheck:
+                    self.rechecks[sh.rel] = done  # type: ignore[assignment]
+                    todo.append(sh)
+                    continue
+                found = _kept_digests(self.out, sh, done) if whole else None  # type: ignore[arg-type]
                 if done and found is not None:
                     kept.append(done)
                     digests.update(found)
                 else:
                     todo.append(sh)
+            if damaged & names:
+                self.options.notice(f"{split}: rewriting {len(damaged & names):,} file(s) that verify"
+                                    " found damaged")
             self.kept[split] = kept
             samples = [Done(j.rel, j.size, 0, digests[j.rel]) for j in split_jobs if j.rel in digests]
             works.append(SplitWork(split, split_jobs, ident, samples,
@@ -260,19 +147,28 @@ class WebdatasetWriter(Writer):
             self.folders = None
 
     def write_unit(self, unit: Shard, read: Read, stopped: Callable[[], bool]) -> Batch:
-        """One shard, written whole (a stop leaves only its temporary file, removed next run)."""
+        """One shard, written whole (a stop leaves only its temporary file, removed next run);
+        one up for re-check is kept as it is when it holds what the source gives."""
         assert self.folders is not None, "open() first"
         split = unit.rel.split("/", 1)[0]
-        shard, digests = write_shard(self.folders, unit, read)
+        journaled = self.rechecks.get(unit.rel)
+        digests = recheck_shard(self.folders, unit, read, journaled) if journaled else None
+        if journaled and digests is not None:
+            shard = journaled
+        else:
+            shard, digests = write_shard(self.folders, unit, read)
         raw = b"".join(bytes.fromhex(digests[s.job.rel]) for s in unit.samples)  # 32 bytes each:
         return Batch({}, {split: journal_line(shard)}, sum(s.job.size for s in unit.samples),  # a
-                     {"shard": unit.rel, "digests": raw})  # tenth of the pickling Done records cost
+                     {"shard": unit.rel, "digests": raw,  # tenth of the pickling Done records cost
+                      "rechecked": shard is journaled})
 
     def record(self, works: list[SplitWork], batches: Iterable[Batch],
                on_whole: Optional[Callable[[SplitWork, dict[str, Done]], None]] = None
                ) -> dict[str, dict[str, Done]]:
         done = {w.split: {d.rel: d for d in w.kept} for w in works}
         journals = {w.split: Journal(self.out, w.split, w.identity, self.kept[w.split]) for w in works}
+        for w in works:
+            repair.repaired(self.out, w.split)  # the new journal trusts none of the damaged shards
         try:
             for finished in batches:
                 for split, lines in finished.lines.items():
@@ -280,7 +176,9 @@ class WebdatasetWriter(Writer):
                     journals[split].flush()  # a killed run keeps every shard finished before it
                 if finished.extra:  # a shard: its samples' digests, in shard order
                     shard, raw = self.by_rel[finished.extra["shard"]], finished.extra["digests"]
-                    done[shard.rel.split("/", 1)[0]].update(
+                    split = shard.rel.split("/", 1)[0]
+                    self.rechecked[split] = self.rechecked.get(split, 0) + finished.extra["rechecked"]
+                    done[split].update(
                         (s.job.rel, Done(s.job.rel, s.job.size, 0, raw[32 * i:32 * i + 32].hex()))
                         for i, s in enumerate(shard.samples))
         finally:
@@ -305,16 +203,17 @@ class WebdatasetWriter(Writer):
         rows = [Row(j.rel, j.label, j.wnid, j.size, done[j.rel].sha256, *where[j.rel]) for j in work.jobs]
         manifest.write_split(self.out, work.split, rows)
         meta = {"format": FORMAT, "shards": len(shards), "shard_size": str(self.size)}
-        kept = len(self.kept[work.split])
-        return rows, meta, {"copied_shards": len(shards) - kept, "kept_shards": kept}
+        kept, rechecked = len(self.kept[work.split]), self.rechecked.get(work.split, 0)
+        return rows, meta, {"copied_shards": len(shards) - kept - rechecked, "kept_shards": kept,
+                            "kept_rechecked_shards": rechecked}
 
     @staticmethod
     def describe(split: str, record: dict) -> str:
         """Counts in shards: a shard is the unit a re-run keeps or rewrites."""
         return (f"{split}: {record['files']:,} samples in {record['shards']:,} shard(s),"
                 f" {record['bytes'] / 1e6:,.1f} MB"
-                f" (wrote {record['copied_shards']:,}, kept {record['kept_shards']:,})")
-
+                f" (wrote {record['copied_shards']:,}, kept {record['kept_shards']:,},"
+                f" kept after re-check {record['kept_rechecked_shards']:,})")
 
 
 def _written_before(out: Path, split: str) -> set[str]:
@@ -325,91 +224,3 @@ def _written_before(out: Path, split: str) -> set[str]:
     except FileNotFoundError:
         return set()
     return set(read_journal(out, split, header))
-
-
-def index_path(out: Path, split: str) -> Path:
-    return out / f"{split}.json"
-
-
-def render_index(split: str, shards: list[Shard], sizes: dict[str, int]) -> dict:
-    """Shard names relative to OUT with sample counts; `pattern` is webdataset's brace notation."""
-    last = len(shards) - 1
-    return {"format": FORMAT, "split": split, "samples": sum(len(s.samples) for s in shards),
-            "shuffled": split == "train", "seed": SHUFFLE_SEED if split == "train" else None,
-            "pattern": f"{split}/{split}-{{000000..{last:06d}}}.tar",
-            "shards": [{"name": s.rel, "samples": len(s.samples), "size": sizes[s.rel]} for s in shards]}
-
-
-def write_index(out: Path, split: str, shards: list[Shard]) -> None:
-    sizes = {s.rel: os.stat(out / s.rel).st_size for s in shards}
-    text = json.dumps(render_index(split, shards, sizes), indent=2) + "\n"
-    atomic_write(index_path(out, split), text.encode())
-
-
-def read_index(out: Path, split: str) -> dict:
-    """`<split>.json`, checked as far as verify relies on it: each shard's name (a file of the
-    split's folder), sample count and size."""
-    path = index_path(out, split)
-    data = expect(read_json(path, f"{path} is missing: was the build of {split} finished?"), dict,
-                  path, "the whole")
-    for i, sh in enumerate(expect(data.get("shards"), list, path, "shards")):
-        expect(sh, dict, path, f"shards[{i}]")
-        name = expect(sh.get("name"), str, path, f"shards[{i}].name")
-        expect(sh.get("samples"), int, path, f"shards[{i}].samples")
-        expect(sh.get("size"), int, path, f"shards[{i}].size")
-        if not (name.startswith(f"{split}/") and safe_rel(name, 2)):
-            raise LtError(f"{path}: shards[{i}].name {name[:80]!r} is not a shard of {split};"
-                          " the file is damaged")
-    return data
-
-def check_shards(out: Path, split: str, rows: list[Row], workers: int,
-                 progress: Optional[Callable[[int], None]]) -> list[Problem]:
-    """Every manifest row is exactly once in its shard with the same bytes and label; the shard
-    index's counts and sizes hold; nothing else lies in OUT/<split>."""
-
-
-    index = read_index(out, split)
-    by_key = {r.key: r for r in rows}
-    problems: list[Problem] = []
-    names = [sh["name"] for sh in index["shards"]]
-
-    def digest(name: str) -> tuple[str, object]:
-        try:
-            return name, shard_digests(out / name)
-        except FileNotFoundError:
-            return name, "missing"
-        except (tarfile.TarError, LtError, OSError) as e:
-            return name, f"not a readable shard ({e})"
-
-    seen: set[str] = set()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for sh, (name, result) in zip(index["shards"], pool.map(digest, names)):
-            if isinstance(result, str):
-                problems.append(Problem(name, result))
-                continue
-            assert isinstance(result, dict)
-            if len(result) != sh.get("samples") or os.path.getsize(out / name) != sh.get("size"):
-                problems.append(Problem(name, f"differs from {split}.json (samples or size)"))
-            for key, parts in result.items():
-                row = by_key.get(key)
-                where = f"{name}/{key}"
-                if row is None or row.shard != name:
-                    problems.append(Problem(where, "sample not in the manifest for this shard"))
-                    continue
-                seen.add(key)
-                jpg, cls = parts.get("jpg"), parts.get("cls")
-                if set(parts) != {"jpg", "cls"} or jpg is None or cls is None:
-                    problems.append(Problem(where, f"members {sorted(parts)}, expected jpg and cls"))
-                elif (jpg.size, jpg.sha256) != (row.size, row.sha256):
-                    problems.append(Problem(where, "image differs from the manifest (corrupt or modified)"))
-                elif cls.head != str(row.label).encode():
-                    problems.append(Problem(where, f"label {cls.head!r} differs from the manifest's"
-                                                   f" {row.label}"))
-                if progress:
-                    progress(row.size)
-    problems += [Problem(r.path, f"missing from {r.shard}") for r in rows if r.key not in seen]
-    listed = set(names)
-    for entry in sorted(os.scandir(out / split) if (out / split).is_dir() else [], key=lambda e: e.name):
-        if f"{split}/{entry.name}" not in listed:
-            problems.append(Problem(f"{split}/{entry.name}", "stray file (not in the shard index)"))
-    return problems

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection, Optional
 
 from ltextract.errors import LtError
+from ltextract.files import sha256_of
 from ltextract.out import TMP_SUFFIX
 from ltextract.out.journal import Done
 
@@ -193,11 +194,24 @@ def still_there(folders: Folders, done: Done) -> bool:
         return False
 
 
-def write_file(folders: Folders, job: Job, data: bytes) -> Done:
+def disk_sha256(folders: Folders, rel: str) -> str:
+    """sha256 of the file at OUT/`rel` as it is on disk (a link there is not followed)."""
+    folder, name = rel.rsplit("/", 1)
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folders.fd(folder))
+    try:
+        return sha256_of(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(folders: Folders, job: Job, data: bytes, reread: bool = False) -> Done:
     """Write a job's bytes (however they were read) to its final path atomically; a file up
-    for re-check that still holds exactly these bytes is kept as it is (no write, no rename)."""
+    for re-check that still holds exactly these bytes is kept as it is (no write, no rename).
+    Its journaled sha256 stands for its bytes, unless `reread` (--recheck: the file itself may
+    have changed since, its size and mtime kept): then they are read and hashed too."""
     digest = hashlib.sha256(data).hexdigest()
-    if job.recheck is not None and job.recheck.sha256 == digest and still_there(folders, job.recheck):
+    if job.recheck is not None and job.recheck.sha256 == digest and still_there(folders, job.recheck) \
+            and (not reread or disk_sha256(folders, job.rel) == digest):
         return replace(job.recheck, rechecked=True)
 
     def fill(fd: int) -> None:

@@ -73,7 +73,7 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
         parts = line.split("\t")
         if len(parts) == 4:
             rel, size, mtime_ns, sha256 = parts
-            if _SHA256.fullmatch(sha256) and _decimal(size) and _decimal(mtime_ns) and _ours(rel, split):
+            if _SHA256.fullmatch(sha256) and _decimal(size) and _decimal(mtime_ns) and in_split(rel, split):
                 into[rel] = Done(rel, int(size), int(mtime_ns), sha256)
     return Journaled(lines[0] if lines else "", done, unconfirmed)
 
@@ -81,9 +81,10 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _ours(rel: str, split: str) -> bool:
+def in_split(rel: str, split: str) -> bool:
     """A path this split's build writes (a file in a class folder, or a shard): a damaged line
-    must never make a build open, or delete, anything outside the split's folder."""
+    (of a journal, a repair record) must never make a build open, or delete, anything outside
+    the split's folder."""
     return rel.startswith(f"{split}/") and (safe_rel(rel, 3) or safe_rel(rel, 2))
 
 

@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Optional
+from typing import TYPE_CHECKING, Collection, Mapping, Optional
 
 from ltextract.errors import LtError
 from ltextract.out import TMP_SUFFIX
@@ -88,16 +88,20 @@ class SplitWork:
 
 
 def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
-            partial: Collection[str] = frozenset()) -> list[SplitWork]:
+            partial: Collection[str] = frozenset(), damaged: Mapping[str, Collection[str]] = {},
+            recheck: bool = False) -> list[SplitWork]:  # noqa: B006 - read only
     """What each split still needs, after folders are checked and stale files dropped.
 
     `identities` maps each split to its source's identity (`plan.identity`); splits in
-    `partial` (from a truncated tar) hold only some of their files, so none are dropped."""
+    `partial` (from a truncated tar) hold only some of their files, so none are dropped.
+    Files in `damaged` (verify's record) are not kept whatever the journal says; with
+    `recheck`, no journaled file is kept unread: each is re-checked against the source."""
     work: list[SplitWork] = []
     made: list[Path] = []  # staging folders made here: gone again if this fails or is stopped
     try:
         for split, split_jobs in jobs.items():
-            work.append(_prepare_split(out, split, split_jobs, identities[split], partial, made))
+            work.append(_prepare_split(out, split, split_jobs, identities[split], partial, made,
+                                       damaged.get(split, ()), recheck))
         check_space(out, [j for w in work for j in w.todo])
     except BaseException:
         for root in made:
@@ -107,7 +111,8 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
 
 
 def _prepare_split(out: Path, split: str, split_jobs: list[Job], identity: str,
-                   partial: Collection[str], made: list[Path]) -> SplitWork:
+                   partial: Collection[str], made: list[Path], damaged: Collection[str] = (),
+                   recheck: bool = False) -> SplitWork:
     """One split of `prepare`; a staging folder it is about to make is noted in `made` first."""
     staged = not os.path.lexists(out / split)  # a first build of it, or one killed before publishing
     root = out / (staging_name(split) if staged else split)
@@ -129,8 +134,13 @@ def _prepare_split(out: Path, split: str, split_jobs: list[Job], identity: str,
             ensure_dir(root / wnid)
     journaled = read_journal_entries(out, split)
     in_stage = (split,) if staged else ()
-    kept, todo = pending(out, split_jobs, journaled.trusted(identity), journaled.candidates(identity),
-                         in_stage, look=not empty)
+    trusted, candidates = journaled.trusted(identity), journaled.candidates(identity)
+    if recheck:
+        trusted, candidates = {}, candidates | trusted
+    if damaged:
+        trusted = {rel: d for rel, d in trusted.items() if rel not in damaged}
+        candidates = {rel: d for rel, d in candidates.items() if rel not in damaged}
+    kept, todo = pending(out, split_jobs, trusted, candidates, in_stage, look=not empty)
     if split not in partial:  # whatever source a file came from, this OUT's builds wrote it
         _drop_unlisted(out, journaled.unconfirmed | journaled.done, {j.rel for j in split_jobs},
                        in_stage)
