@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ltextract.counts import Stats
     from ltextract.tar.index import ArchiveIndex
     from ltextract.checks import Report
+    from ltextract.sources.official import ArchiveCheck
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
@@ -94,6 +95,19 @@ def verify(out: PathLike, workers: int = DEFAULT_WORKERS, progress=None) -> "Rep
     if not path.is_dir():
         raise LtError(f"{path} is not a folder")
     return run(path, workers, progress)
+
+
+def verify_sources(manual_dir: Optional[PathLike] = None, md5: bool = False,
+                   progress=None) -> list["ArchiveCheck"]:
+    """The official archives in the manual dir (whole or split into parts) against their
+    official sizes and, with `md5`, md5s (each read once, front to back); see `.problem()`."""
+    from ltextract.sources.detect import resolve_manual_dir
+    from ltextract.sources.official import add_md5s, check_sizes
+
+    checks = check_sizes(resolve_manual_dir(_path(manual_dir)))
+    if md5:
+        add_md5s(checks, progress or (lambda n: None))
+    return checks
 
 
 def stats(out: Optional[PathLike] = None, splits_dir: Optional[PathLike] = None) -> "Stats":

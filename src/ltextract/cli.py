@@ -154,23 +154,39 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
 
 
 @cli.command()
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", required=False, type=click.Path(path_type=Path))
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Files (or shards) hashed at once, in worker processes.")
+@click.option("--sources", is_flag=True,
+              help="Instead of an OUT, check the downloads in the manual dir (the two tars, whole or"
+                   " in parts) against the official sizes.")
+@manual_dir_option
+@click.option("--md5", is_flag=True,
+              help="With --sources: also each archive's md5 (reads it all, front to back).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
 @quiet_option
 @progress_option
-def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
-    """Check every file of OUT against its manifest, the lists and the published totals.
+def verify(out: Optional[Path], workers: int, sources: bool, manual_dir: Optional[Path], md5: bool,
+           as_json: bool, quiet: bool) -> None:
+    """Check every file of OUT against its manifest, the lists and the published totals; or,
+    with --sources, the downloaded archives against the official sizes and md5s.
 
     Exit 0 when everything holds, 1 otherwise.
 
     \b
     Example:
       ltextract verify ~/data/ImageNet_LT
+      ltextract verify --sources --manual-dir ~/imagenet --md5
     """
     from ltextract.out.manifest import read_metadata
 
+    if sources == (out is not None):
+        raise click.UsageError("give OUT, or --sources (the downloads in the manual dir)")
+    if not sources and (md5 or manual_dir):
+        raise click.UsageError("--md5 and --manual-dir go with --sources")
+    if sources:
+        return _verify_sources(manual_dir, md5, as_json, quiet)
+    assert out is not None
     if not out.is_dir():
         raise LtError(f"{out} is not a folder")
     total = sum(s.get("bytes", 0) for s in read_metadata(out)["splits"].values())
@@ -186,6 +202,24 @@ def verify(out: Path, workers: int, as_json: bool, quiet: bool) -> None:
                       + (f" ({more:,} more not shown)" if more > 0 else "") + _how_to_repair(report))
     files = sum(s["files"] for s in report.splits.values())
     say(f"ok: {files:,} files in {', '.join(report.splits)} match their manifests", quiet)
+
+
+def _verify_sources(manual_dir: Optional[Path], md5: bool, as_json: bool, quiet: bool) -> None:
+    from ltextract.sources.official import add_md5s
+
+    checks = api.verify_sources(manual_dir)  # sizes, at once, before any reading
+    if md5:
+        with bar("md5", sum(c.size for c in checks if c.size_ok), quiet) as b:
+            add_md5s(checks, b.update)
+    if as_json:
+        click.echo(json.dumps({"archives": [c.as_json() for c in checks]}, indent=2))
+    problems = [c.problem() for c in checks if c.problem()]
+    for c in checks:
+        if not c.problem():
+            how = f"and md5 {c.md5}" if c.md5 else "(pass --md5 to check the content too)"
+            say(f"{c.name}: {c.size:,} bytes {how}, as the official archive", quiet)
+    if problems:
+        raise LtError("; ".join(problems))
 
 
 def _how_to_repair(report: Any) -> str:
