@@ -391,6 +391,51 @@ def bench_cold(manual: Path, work: Path, rounds: int, strategies: list[str]) -> 
                  rows) + "\n" + note
 
 
+MD5_SCRIPT = """
+import sys
+from pathlib import Path
+from ltextract import api, archives
+for tar in sys.argv[2:]:  # the synthetic tars made official: their md5 is read whatever it is
+    archives.OFFICIAL[Path(tar).name] = archives.Official(Path(tar).name, Path(tar).stat().st_size, "")
+checks = api.verify_sources(sys.argv[1], md5=True)
+print(" ".join(c.md5 for c in checks))
+"""
+
+
+def bench_checks(manual: Path, work: Path, rounds: int) -> str:
+    """verify against sha256sum of the same files, a re-run with nothing to do against a stat
+    of every file, verify --sources --md5 against md5sum: each pair alternating, warm cache."""
+    env = {"LTEXTRACT_CACHE_DIR": str(work / "cache")}
+    out = work / "checked"
+    clear(out)
+    run(build_cmd(manual, out), env)  # untimed: the output the checks read
+    splits = " ".join(f'"$1/{s}"' for s in ("train", "val", "test"))
+    tars = [str(manual / TRAIN_TAR), str(manual / VAL_TAR)]
+    pairs = [
+        (Contender("ltextract verify OUT", lambda: run(ltextract("verify", out, "-q"), env)),
+         Contender("find + xargs -0 -P2 sha256sum", lambda: run(
+             ["sh", "-c", f"find {splits} -type f -print0 | xargs -0 -P2 sha256sum >/dev/null", "sh",
+              str(out)])), 1.5),
+        (Contender("ltextract build, nothing to do", lambda: run(build_cmd(manual, out), env)),
+         Contender("find -printf '%s %T@' (a stat per file)", lambda: run(
+             ["sh", "-c", 'find "$1" -printf "%s %T@\n" >/dev/null', "sh", str(out)])), 3.0),
+        (Contender("ltextract verify --sources --md5", lambda: run([PY, "-c", MD5_SCRIPT, str(manual), *tars])),
+         Contender("md5sum of the tars", lambda: run(["md5sum", *tars])), None),
+    ]
+    warm(*map(Path, tars))
+    alternate([c for pair in pairs for c in pair[:2]], rounds, "checks")
+    rows = []
+    for ours, base, target in pairs:
+        ratio = ours.median() / base.median()
+        within = "–" if target is None else f"≤ {target:g}× ({'met' if ratio <= target else 'NOT met'})"
+        rows += [[ours.name, secs(ours.median()), f"{ratio:.2f}×", within],
+                 [base.name, secs(base.median()), "1.00×", ""]]
+    files = sum(1 for _ in regular_files(out))
+    note = f"{files:,} files in OUT (the full-count set's three splits); each pair run alternately.\n"
+    return table("Checks: verify, a re-run with nothing to do, the downloads' md5 (warm cache)",
+                 ["", "wall (median)", "÷ its baseline", "target"], rows) + "\n" + note
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
@@ -408,7 +453,8 @@ def main() -> None:
                          " extraction at 1.25M files).")
     ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
     ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
-    ap.add_argument("--skip", default="", help="Comma-separated sections to skip: index,build,sized,cold.")
+    ap.add_argument("--skip", default="",
+                    help="Comma-separated sections to skip: index,build,sized,cold,checks.")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     strategies = args.strategies.split(",")
@@ -422,7 +468,7 @@ def main() -> None:
     slow_rounds = min(rounds, args.slow_runs)
     data = args.data / ("quick" if args.quick else "full")
     full = ensure_set(data / "full-count", full_spec)
-    real = ensure_set(data / "realistic", real_spec)
+    real = ensure_set(data / "realistic", real_spec) if {"sized", "cold"} - skip else data / "realistic"
     work = data / "work"
     remove(work)
     work.mkdir(parents=True)
@@ -442,6 +488,8 @@ def main() -> None:
             report.append(bench_build_sized(real, work, rounds, strategies))
         if "cold" not in skip:
             report.append(bench_cold(real, work, rounds, strategies))
+        if "checks" not in skip:
+            report.append(bench_checks(full, work, rounds))
         print("\n".join(report), flush=True)
     finally:
         say("deleting the outputs of every run (kept until now, see clear())")

@@ -19,13 +19,15 @@ def test_quick_bench_prints_every_table(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for title in ("Index of the full-count train tar", "Build of train + val + test",
                   "Build of train + val + test, realistic-size set", "Cold cache, realistic-size set",
-                  "Peak RSS of build at full count"):
+                  "Peak RSS of build at full count", "Checks: verify, a re-run with nothing to do"):
         assert title in r.stdout
     for row in ("index, fresh", "index, cached", "tarfile iteration", "ltextract build (seek)",
                 "ltextract build (seek, no index yet)",
                 "ltextract build (stream)", "GNU tar, full extraction",
                 "GNU tar, exactly the needed files", "cat of the tars",
-                "first build (seek, no index)", "rebuild (stream, index cached)"):
+                "first build (seek, no index)", "rebuild (stream, index cached)",
+                "ltextract verify OUT", "find + xargs -0 -P2 sha256sum", "ltextract build, nothing to do",
+                "ltextract verify --sources --md5", "md5sum of the tars"):
         line = next(l for l in r.stdout.splitlines() if l.startswith(f"| {row} |"))
         assert re.search(r"\d+\.\d\d s", line), line
     assert not (tmp_path / "data" / "quick" / "work").exists()  # scratch is removed

@@ -58,6 +58,13 @@ def damage(out: Path, fmt: str, n: int = 2) -> list[str]:
     return sorted(set(hit))
 
 
+def built_and_damaged(syn, tmp_path: Path, env: dict, fmt: str) -> tuple[Path, list[str]]:
+    EXPECTED.update(tar_bytes(syn))
+    out = tmp_path / "out"
+    build(syn, out, env, fmt)
+    return out, damage(out, fmt)
+
+
 def outputs(out: Path) -> dict[str, tuple[bytes, int]]:
     """Every file of OUT but its state folder: bytes and mtime."""
     return {p.relative_to(out).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
@@ -68,10 +75,7 @@ def test_a_plain_build_rereads_kept_shards(syn, tmp_path, env):
     """A kept shard is read back anyway (its samples' digests go into the manifest), so its
     whole hash is compared with the journal's too: damage is rewritten, never copied into the
     manifest (where verify would then find nothing wrong)."""
-    EXPECTED.update(tar_bytes(syn))
-    out = tmp_path / "out"
-    build(syn, out, env, "webdataset")
-    hit = damage(out, "webdataset")
+    out, hit = built_and_damaged(syn, tmp_path, env, "webdataset")
     summary, _ = build(syn, out, env, "webdataset")
     assert summary["splits"]["train"]["copied_shards"] == len(hit)
     assert run_cli("verify", out, env=env).returncode == 0
@@ -79,10 +83,7 @@ def test_a_plain_build_rereads_kept_shards(syn, tmp_path, env):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_verify_records_and_a_plain_build_repairs_exactly_those(syn, tmp_path, env, fmt):
-    EXPECTED.update(tar_bytes(syn))
-    out = tmp_path / "out"
-    build(syn, out, env, fmt)
-    hit = damage(out, fmt)
+    out, hit = built_and_damaged(syn, tmp_path, env, fmt)
     before = outputs(out)
     r = run_cli("verify", out, env=env)
     assert r.returncode == 1
@@ -109,10 +110,7 @@ def test_verify_records_and_a_plain_build_repairs_exactly_those(syn, tmp_path, e
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_build_recheck_finds_damage_without_verify(syn, tmp_path, env, fmt):
-    EXPECTED.update(tar_bytes(syn))
-    out = tmp_path / "out"
-    build(syn, out, env, fmt)
-    hit = damage(out, fmt)
+    out, hit = built_and_damaged(syn, tmp_path, env, fmt)
     if fmt == "folders":  # a plain build trusts the journal's size and mtime: it keeps them
         build(syn, out, env, fmt)
         assert run_cli("verify", out, "--json", env=env).returncode == 1

@@ -2,21 +2,25 @@
 and the published totals."""
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
+from itertools import repeat
+from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from ltextract.benchmarks import Benchmark, get
 from ltextract.benchmarks.classes import label_of
-from ltextract.benchmarks.lists import canonical_sha256, check_totals, parse_list
+from ltextract.benchmarks.lists import check_totals, parse_list
 from ltextract.errors import ListError, LtError
+from ltextract.files import gc_paused
 from ltextract.formats import FORMATS, Problem, writer_class
 from ltextract.out import STATE_DIR, repair
 from ltextract.out.folders import ensure_dir
 from ltextract.out.lock import OutLock
-from ltextract.out.manifest import Row, list_path, read_manifest, read_metadata
+from ltextract.out.manifest import Row, list_path, read_manifest, read_metadata, render_list
 
 
 @dataclass
@@ -43,8 +47,14 @@ class Report:
 
 
 def check_rows(split: str, rows: list[Row]) -> list[Problem]:
-    """Each row's path, wnid and label agree with each other and appear once."""
+    """Each row's path, wnid and label agree with each other and appear once. Checked a column
+    at a time first (a tenth of the time of a check per row); rows only where that fails."""
     labels = label_of()
+    paths, wnids = list(map(_PATH, rows)), list(map(_WNID, rows))
+    shaped = map(str.startswith, paths, map(f"{split}/".__add__, map(str.__add__, wnids, repeat("/"))))
+    if all(shaped) and sum(map(str.count, paths, repeat("/"))) == 2 * len(rows) \
+            and list(map(labels.get, wnids)) == list(map(_LABEL, rows)) and len(set(paths)) == len(rows):
+        return []
     problems = []
     seen: set[str] = set()
     for row in rows:
@@ -59,6 +69,9 @@ def check_rows(split: str, rows: list[Row]) -> list[Problem]:
     return problems
 
 
+_PATH, _WNID, _LABEL = attrgetter("path"), attrgetter("wnid"), attrgetter("label")
+
+
 def check_list(out: Path, bench: Benchmark, split: str, rows: list[Row], meta: dict) -> list[Problem]:
     """The rewritten list equals the manifest, and maps back to the very list the build used."""
     path = list_path(out, bench.split(split).pin.filename)
@@ -66,22 +79,29 @@ def check_list(out: Path, bench: Benchmark, split: str, rows: list[Row], meta: d
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return [Problem(name, "missing")]
-    listed = [tuple(line.rsplit(" ", 1)) for line in data.decode("utf-8", "replace").splitlines()]
-    if listed != [(r.path, str(r.label)) for r in rows]:
-        return [Problem(name, f"differs from {split}.csv")]
-    return check_recorded_list(bench, split, rows, meta, name)
+        return [Problem(name, "missing", name)]
+    text = render_list(rows).decode("utf-8", "surrogateescape")
+    if data != text.encode("utf-8", "surrogateescape"):  # as a build writes it, else line by line
+        listed = [tuple(line.rsplit(" ", 1)) for line in data.decode("utf-8", "replace").splitlines()]
+        if listed != [(r.path, str(r.label)) for r in rows]:
+            return [Problem(name, f"differs from {split}.csv", name)]
+    return check_recorded_list(bench, split, rows, meta, name, text)
 
 
-def check_recorded_list(bench: Benchmark, split: str, rows: list[Row], meta: dict,
-                        name: str) -> list[Problem]:
-    """The manifest maps back to the very list the build used (and its published totals)."""
+def check_recorded_list(bench: Benchmark, split: str, rows: list[Row], meta: dict, name: str,
+                        text: Optional[str] = None) -> list[Problem]:
+    """The manifest maps back to the very list the build used (and its published totals).
+    `text`: the rows as `render_list` writes them, when made already."""
     spec = bench.split(split)
-    original = [(f"{spec.origin}/{r.path.split('/', 1)[1]}", r.label) for r in rows]
-    if canonical_sha256(original) != meta.get("canonical_sha256"):
+    if text is None:
+        text = render_list(rows).decode("utf-8", "surrogateescape")
+    # each line "<split>/<wnid>/<file> <label>" as the original list says it: "<origin>/..."
+    original = text.replace(f"\n{split}/", f"\n{spec.origin}/")
+    original = f"{spec.origin}/{original[len(split) + 1:]}" if original else ""
+    data = original.encode("utf-8", "surrogateescape")
+    if hashlib.sha256(data).hexdigest() != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]
     if meta.get("published"):
-        data = "".join(f"{p} {label}\n" for p, label in original).encode()
         try:
             check_totals(spec.pin, parse_list(data, spec.pin.filename), name)
         except ListError as e:
@@ -94,6 +114,14 @@ def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]
     """Re-check every split recorded in OUT's ltextract.json; the problems found, per file.
     No output file is changed; with `record`, what a build must rewrite is recorded in OUT's
     state folder (`out.repair`) for the next build."""
+    with gc_paused():  # ~10 records per file, all kept to the end: collections find no garbage
+        report = _verify(out, workers, progress)
+    if record:
+        report.unrecorded = record_repairs(out, report.repair)
+    return report
+
+
+def _verify(out: Path, workers: int, progress: Optional[Callable[[int], None]]) -> Report:
     meta = read_metadata(out)
     bench = get()
     report = Report()
@@ -116,8 +144,6 @@ def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]
                                 "classes": len(classes), "problems": len(problems)}
         report.problems += problems
         report.repair[split] = sorted({p.repair for p in problems if p.repair})
-    if record:
-        report.unrecorded = record_repairs(out, report.repair)
     return report
 
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
 import tempfile
+from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional, Union
 
@@ -87,11 +89,37 @@ def expect(value: Any, kind: Union[type, tuple[type, ...]], path: Path, what: st
     return value
 
 
+#: What a column of paths, each between newlines, holds where a path has an empty, "." or ".."
+#: component
+_UNSAFE = ("\n\n", "//", "\n/", "/\n", "\n./", "\n../", "/./", "/../", "/.\n", "/..\n", "\n.\n", "\n..\n")
+
+
+def safe_column(paths: list[str], slashes: set[int]) -> bool:
+    """`safe_rel` of a whole column at once (a tenth of the time): each path has one of
+    `slashes` slashes, none has an empty, "." or ".." component or a NUL."""
+    joined = "\n".join(paths).join("\n\n")
+    return set(map(str.count, paths, repeat("/"))) <= slashes and "\0" not in joined \
+        and not any(u in joined for u in _UNSAFE)
+
+
 def safe_rel(rel: str, parts: int) -> bool:
     """A path relative to OUT with exactly `parts` components, none empty, "." or "..", and no
     NUL: safe to open under OUT (what a damaged manifest or journal names is checked so)."""
     split = rel.split("/")
     return len(split) == parts and "\0" not in rel and not any(p in ("", ".", "..") for p in split)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Creating ~100k long-lived records (a list's entries, a manifest's rows) triggers many
+    useless GC passes (a third of the time): none while reading them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def atomic_write(path: Path, data: bytes) -> None:

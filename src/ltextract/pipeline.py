@@ -20,6 +20,7 @@ from ltextract.out.apart import check_apart
 from ltextract.out.journal import Done
 from ltextract.out.lock import OutLock, prepare_out, remove_stale_temps
 from ltextract.plan import Job
+from ltextract.plan.uptodate import nothing_to_do
 from ltextract.sources import Reader, Source, stream
 from ltextract.tar import indexfile, readers
 from ltextract.tar.index import ArchiveIndex
@@ -66,6 +67,13 @@ def run_build(req: BuildRequest, quiet: bool) -> dict[str, Any]:
             gc.disable()    # re-scan them again and again (a tenth of a build) and find no garbage
             stack.callback(gc.enable)
         remove_stale_temps(out)
+        kept = nothing_to_do(req, warn)
+        if kept is not None:  # every file whole as its journal says: no list parsed, no index read
+            for src in req.sources.values():
+                say(src.describe(), quiet)
+            for split, record in kept.items():
+                say(writer_class(req.fmt).describe(split, record), quiet)
+            return {"out": str(out), "format": req.fmt, "strategy": req.strategies, "splits": kept}
         lists = load_lists(req.splits, splits_dir=req.splits_dir, split_urls=req.split_urls, warn=warn,
                            benchmark=req.benchmark)
         for split, sl in lists.items():

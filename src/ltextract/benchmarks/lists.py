@@ -2,19 +2,18 @@
 published one against its pinned totals."""
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 from ltextract.benchmarks import Pin, SplitSpec
 from ltextract.benchmarks.classes import label_of
 from ltextract.errors import ListError
+from ltextract.files import gc_paused
 
 #: Longer than any sane line (published ones are < 60 bytes); stops a huge blob before any regex.
 MAX_LINE = 1024
@@ -145,21 +144,9 @@ def _decode(data: bytes, name: str) -> str:
     return text
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Creating ~100k long-lived entries triggers many useless GC passes (a third of the time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def parse_list(data: bytes, name: str) -> list[Entry]:
     """Validate every line of a list and return its entries; errors cite `name:line: what`."""
-    with _gc_paused():
+    with gc_paused():
         return _parse(_decode(data, name), name)
 
 

@@ -6,10 +6,11 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequence
 
-from ltextract.benchmarks import Benchmark, get
+from ltextract.benchmarks import Benchmark, SplitSpec, get
 from ltextract.benchmarks.lists import (MAX_BYTES, SplitList, check_split, check_totals,
                                         list_canonical_sha256, parse_list)
 from ltextract.errors import ListError
+from ltextract.files import cache_dir
 
 if TYPE_CHECKING:
     import requests
@@ -29,6 +30,23 @@ def _read_local(path: Path) -> bytes:
         raise ListError(f"{path} not found") from None
     except OSError as e:
         raise ListError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def custom_warning(short: str, digest: str) -> str:
+    return f"{short} is not the published list (sha256 {digest[:12]}…); recording it as custom"
+
+
+def local_list(spec: SplitSpec, splits_dir: Optional[Path]) -> Optional[tuple[bytes, str, str]]:
+    """A split's list as `load_lists` would read it, when no network is needed: from
+    `splits_dir`, or the verified copy in the cache. (bytes, source as recorded, short name);
+    None when it would be downloaded, or cannot be read."""
+    path = splits_dir / spec.pin.filename if splits_dir is not None else \
+        cache_dir() / "lists" / spec.pin.filename
+    try:
+        data = _read_local(path)
+    except ListError:
+        return None
+    return data, str(path), path.name if splits_dir is not None else spec.pin.filename
 
 
 def _names(names: Iterable[str]) -> str:
@@ -84,8 +102,7 @@ def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
             if published:
                 check_totals(pin, entries, name)
             else:
-                warn(f"{short} is not the published list (sha256 {digest[:12]}…);"
-                     " recording it as custom")
+                warn(custom_warning(short, digest))
             out[split] = SplitList(split, entries, digest, source, published,
                                    list_canonical_sha256(data, entries, digest))
         return out

@@ -10,16 +10,13 @@ is kept, not rewritten, when they hash the same.
 """
 from __future__ import annotations
 
-import os
-import stat
-from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract.errors import LtError, write_error
-from ltextract.files import sha256_of
 from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
+from ltextract.formats.folder_check import check_split_folders
 from ltextract.formats.links import Placer
 from ltextract.out import manifest, repair, resume
 from ltextract.out.folders import Folders, folders_per_process, write_file
@@ -168,53 +165,5 @@ class FoldersWriter(Writer):
     def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
               progress: Progress) -> Iterator[Problem]:
         """Nothing but the manifest's files in the split folder, each of its size and sha256."""
-        yield from strays(out, split, rows)
-        follow = record.get("link") == "symlink"
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for row, problem in zip(rows, pool.map(lambda r: check_file(out, r, follow), rows,
-                                                   chunksize=64)):
-                if problem:
-                    yield problem
-                if progress:
-                    progress(row.size)
-
-
-def file_sha256(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return sha256_of(fd)
-    finally:
-        os.close(fd)
-
-
-def check_file(out: Path, row: Row, follow: bool = False) -> Optional[Problem]:
-    """`follow`: the build placed symlinks (--link symlink); check what they point to."""
-    path = out / row.path
-    try:
-        st = os.stat(path) if follow else os.lstat(path)
-    except FileNotFoundError:
-        return Problem(row.path, "missing", row.path)
-    if not stat.S_ISREG(st.st_mode):
-        return Problem(row.path, "not a regular file", row.path)
-    if st.st_size != row.size:
-        return Problem(row.path, f"size {st.st_size:,} differs from the manifest's {row.size:,}", row.path)
-    if file_sha256(path) != row.sha256:
-        return Problem(row.path, "sha256 differs from the manifest (corrupt or modified)", row.path)
-    return None
-
-
-def strays(out: Path, split: str, rows: list[Row]) -> list[Problem]:
-    expected = {r.path for r in rows}
-    folders = {r.path.rsplit("/", 1)[0] for r in rows}
-    problems = []
-    for root, dirs, files in os.walk(out / split):
-        rel_root = Path(root).relative_to(out).as_posix()
-        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
-            rel = f"{rel_root}/{name}"
-            if rel not in expected:
-                problems.append(Problem(rel, "stray file (not in the manifest)"))
-        for d in sorted(dirs):
-            if f"{rel_root}/{d}" not in folders and rel_root != split:
-                problems.append(Problem(f"{rel_root}/{d}", "stray folder"))
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
-    return problems
+        yield from check_split_folders(str(out), split, rows, workers, record.get("link") == "symlink",
+                                       progress)

@@ -9,10 +9,11 @@ import errno
 import os
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, TextIO
 
-from ltextract.files import safe_rel, unlink_quietly
+from ltextract.files import safe_column, safe_rel, unlink_quietly
 from ltextract.out import STATE_DIR
 
 
@@ -52,18 +53,28 @@ class Journaled:
         return self.unconfirmed | ({} if identity == self.identity else self.done)
 
 
-def read_journal_entries(out: Path, split: str) -> Journaled:
-    """Every file a journal names, whatever source it came from; a missing or planted journal
-    names none (Journal replaces a planted link)."""
+def read_journal_text(out: Path, split: str) -> str:
+    """The journal as it is; "" for a missing or planted one (Journal replaces a planted link)."""
     try:
         with _open_nofollow(journal_path(out, split), os.O_RDONLY, "r") as f:
-            lines = f.read().splitlines()
+            return f.read()
     except FileNotFoundError:
-        lines = []
+        return ""
     except OSError as e:
         if e.errno != errno.ELOOP:
             raise
-        lines = []
+        return ""
+
+
+def read_journal_entries(out: Path, split: str) -> Journaled:
+    """Every file a journal names, whatever source it came from; a missing or planted journal
+    names none."""
+    text = read_journal_text(out, split)
+    clean = journal_columns(text, split)
+    if clean is not None:
+        header, rels, sizes, mtimes, shas = clean
+        return Journaled(header, dict(zip(rels, map(Done, rels, sizes, mtimes, shas))), {})
+    lines = text.splitlines()
     done: dict[str, Done] = {}
     unconfirmed: dict[str, Done] = {}
     for line in lines[1:]:  # a line that is not one of ours (damaged) names no file: it is redone
@@ -79,6 +90,33 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_HEX = re.compile(r"[0-9a-f]*")
+
+
+Columns = tuple[str, list[str], list[int], list[int], list[str]]  # header, rels, sizes, mtimes, sha256s
+
+
+def journal_columns(text: str, split: str, checked: bool = True) -> Optional[Columns]:
+    """A journal as builds write it (no `?` line, none damaged), read and checked a whole column
+    at a time: a re-run reads 186K lines (a fifth of the time of a check per line). None for
+    anything else (or nothing): the lines are then read one by one. `checked=False`: neither
+    paths nor digests are checked (for a caller that compares the paths with a list's)."""
+    header, _, body = text.partition("\n")
+    if not body.endswith("\n") or "\r" in body:
+        return None
+    fields = body.replace("\n", "\t").split("\t")
+    n = body.count("\n")
+    if len(fields) != 4 * n + 1:
+        return None
+    rels, sizes, mtimes, shas = fields[0:-1:4], fields[1:-1:4], fields[2:-1:4], fields[3:-1:4]
+    numbers = "".join(sizes) + "".join(mtimes)
+    if not (numbers.isdigit() and numbers.isascii() and max(map(len, sizes + mtimes)) <= 20):
+        return None
+    if checked and not (set(map(len, shas)) == {64} and _HEX.fullmatch("".join(shas))
+                        and all(map(str.startswith, rels, repeat(f"{split}/")))
+                        and safe_column(rels, {1, 2})):
+        return None
+    return header, rels, list(map(int, sizes)), list(map(int, mtimes)), shas
 
 
 def in_split(rel: str, split: str) -> bool:

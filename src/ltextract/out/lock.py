@@ -52,14 +52,15 @@ def prepare_out(out: Path) -> None:
         raise LtError(f"cannot write to output folder {out}: {e.strerror}") from None
 
 
-#: Temporary names of an interrupted run that no later step would reuse: manifests, lists and
-#: metadata written by files.atomic_writer (".<name>.<random>.tmp") and journal rewrites.
-_STALE = re.compile(r"\.[^/]+\.(csv|txt|json)\.[a-z0-9_]{8}\.tmp")
+#: Temporary names of an interrupted run that no later step would reuse: manifests, lists,
+#: metadata and state notes written by files.atomic_writer (".<name>.<random>.tmp") and journal
+#: rewrites.
+_STALE = re.compile(r"\.[^/]+\.(csv|txt|json|written|repair)\.[a-z0-9_]{8}\.tmp")
 
 
 def remove_stale_temps(out: Path) -> None:
     """Delete what a killed run left behind; call with the OUT lock held (no other run writes)."""
-    for folder, pattern in ((out, _STALE), (out / STATE_DIR, re.compile(r"[a-z]+\.tmp"))):
+    for folder, pattern in ((out, _STALE), (out / STATE_DIR, re.compile(r"[a-z]+\.tmp|" + _STALE.pattern))):
         for entry in os.scandir(folder):
             if pattern.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
                 os.unlink(entry.path)

@@ -9,13 +9,16 @@ import csv
 import io
 import itertools
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ltextract import __version__
 from ltextract.errors import LtError
-from ltextract.files import atomic_write, expect, read_json, read_text, safe_rel
+from ltextract.out import STATE_DIR
+from ltextract.files import atomic_write, expect, read_json, read_text, safe_column, safe_rel
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
@@ -79,10 +82,32 @@ def render_list(rows: Iterable[Row]) -> bytes:
 
 def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None) -> None:
     """The manifest, and the list rewritten under `list_name` (none for shards: a list of paths
-    that do not exist on disk would mislead)."""
-    atomic_write(manifest_path(out, split), render_manifest(rows))
+    that do not exist on disk would mislead); what was written is noted in OUT's state folder."""
+    written = [manifest_path(out, split)] + ([list_path(out, list_name)] if list_name else [])
+    atomic_write(written[0], render_manifest(rows))
     if list_name:
-        atomic_write(list_path(out, list_name), render_list(rows))
+        atomic_write(written[1], render_list(rows))
+    notes = [f"{p.name}\t{st.st_size}\t{st.st_mtime_ns}\n" for p in written for st in [os.lstat(p)]]
+    atomic_write(_written_note(out, split), "".join(notes).encode())
+
+
+def _written_note(out: Path, split: str) -> Path:
+    return out / STATE_DIR / f"{split}.written"
+
+
+def unchanged_since_written(out: Path, split: str) -> bool:
+    """The split's manifest and list are the very files its last build wrote (regular, same size
+    and mtime), as a re-run with nothing to do takes them (a full build rewrites them)."""
+    try:
+        notes = _written_note(out, split).read_text("utf-8").splitlines()
+        for note in notes:
+            name, size, mtime_ns = note.split("\t")
+            st = os.lstat(out / name)
+            if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (int(size), int(mtime_ns)):
+                return False
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return bool(notes)
 
 
 def read_manifest(out: Path, split: str) -> list[Row]:
@@ -90,8 +115,11 @@ def read_manifest(out: Path, split: str) -> list[Row]:
     `checks` to report; a row that cannot be a manifest row, or names a path that could leave
     OUT, fails here as `FILE:LINE: what`."""
     path = manifest_path(out, split)
-    reader = csv.reader(io.StringIO(read_text(path, f"{path} is missing: was the build of {split}"
-                                                    " finished?"), newline=""))
+    text = read_text(path, f"{path} is missing: was the build of {split} finished?")
+    rows = _clean_rows(text)
+    if rows is not None:
+        return rows
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
         if header is None or tuple(header[:5]) != COLUMNS[:5]:
@@ -103,6 +131,36 @@ def read_manifest(out: Path, split: str) -> list[Row]:
         raise LtError(f"{path}:{reader.line_num}: not a manifest row ({e}); the file is damaged") from None
 
 
+def _clean_rows(text: str) -> Optional[list[Row]]:
+    """The rows of a manifest exactly as ltextract writes it (no quoting, paths safe to open
+    under OUT), split a whole column at a time: a tenth of the time of csv and a check per row.
+    None for anything else: the csv path then parses it, and names what is wrong."""
+    header, _, body = text.partition("\n")
+    width = len(header.split(","))
+    if header not in _HEADERS or not body.endswith("\n") or any(c in body for c in '"\r\0'):
+        return None
+    n = body.count("\n")
+    fields = body.replace("\n", ",").split(",")
+    if len(fields) != width * n + 1:  # (the final newline leaves one empty field)
+        return None
+    paths = fields[0:-1:width]
+    if not safe_column(paths, {2}):
+        return None  # a path that is not <split>/<wnid>/<file>, or could leave OUT
+    try:
+        labels, sizes = list(map(int, fields[1:-1:width])), list(map(int, fields[3:-1:width]))
+    except ValueError:
+        return None
+    if n and min(sizes) < 0:
+        return None
+    columns = [paths, labels, fields[2:-1:width], sizes, fields[4:-1:width]]
+    if width > len(COLUMNS):  # a webdataset build's: the shard (a file of the split's folder), the key
+        if not safe_column(fields[6:-1:width], {1}):
+            return None
+        columns += [fields[6:-1:width], fields[7:-1:width]]
+    return list(map(Row, *columns))
+
+
+_HEADERS = {",".join(COLUMNS), ",".join(COLUMNS + SHARD_COLUMNS)}
 def _row(rec: list[str], cols: dict[str, int], shard_cols: list[int], path: Path, line: int) -> Row:
     try:
         row = Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]], int(rec[cols["size"]]),
