@@ -85,16 +85,18 @@ def _choose(what: str, value: str, allowed: Sequence[str]) -> None:
         raise UsageError(f"--{what} {value!r}: expected one of {', '.join(allowed)}")
 
 
-def verify(out: PathLike, workers: int = DEFAULT_WORKERS, progress=None) -> "Report":
+def verify(out: PathLike, workers: int = DEFAULT_WORKERS, progress=None, record: bool = True) -> "Report":
     """Re-hash every file (or shard) of `out` against its manifest and the lists; the report's
-    `ok` is True when everything holds, else `problems` says what and where."""
+    `ok` is True when everything holds, else `problems` says what and where. No output file is
+    changed; with `record`, the damaged files are noted in OUT's state folder for the next build
+    to rewrite (`report.repair`; `report.unrecorded` says why not, if it could not)."""
     from ltextract.checks import verify as run
 
     path = _path(out)
     assert path is not None
     if not path.is_dir():
         raise LtError(f"{path} is not a folder")
-    return run(path, workers, progress)
+    return run(path, workers, progress, record)
 
 
 def verify_sources(manual_dir: Optional[PathLike] = None, md5: bool = False,
