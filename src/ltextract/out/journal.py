@@ -96,19 +96,27 @@ _HEX = re.compile(r"[0-9a-f]*")
 Columns = tuple[str, list[str], list[int], list[int], list[str]]  # header, rels, sizes, mtimes, sha256s
 
 
+def journal_fields(text: str) -> Optional[tuple[str, list[str], list[str], list[str], list[str]]]:
+    """The header and the four columns of a journal whose every line has four fields, as text;
+    None for anything else (or nothing)."""
+    header, _, body = text.partition("\n")
+    if not body.endswith("\n") or "\r" in body:
+        return None
+    fields = body.replace("\n", "\t").split("\t")
+    if len(fields) != 4 * body.count("\n") + 1:
+        return None
+    return header, fields[0:-1:4], fields[1:-1:4], fields[2:-1:4], fields[3:-1:4]
+
+
 def journal_columns(text: str, split: str, checked: bool = True) -> Optional[Columns]:
     """A journal as builds write it (no `?` line, none damaged), read and checked a whole column
     at a time: a re-run reads 186K lines (a fifth of the time of a check per line). None for
     anything else (or nothing): the lines are then read one by one. `checked=False`: neither
     paths nor digests are checked (for a caller that compares the paths with a list's)."""
-    header, _, body = text.partition("\n")
-    if not body.endswith("\n") or "\r" in body:
+    found = journal_fields(text)
+    if found is None:
         return None
-    fields = body.replace("\n", "\t").split("\t")
-    n = body.count("\n")
-    if len(fields) != 4 * n + 1:
-        return None
-    rels, sizes, mtimes, shas = fields[0:-1:4], fields[1:-1:4], fields[2:-1:4], fields[3:-1:4]
+    header, rels, sizes, mtimes, shas = found
     numbers = "".join(sizes) + "".join(mtimes)
     if not (numbers.isdigit() and numbers.isascii() and max(map(len, sizes + mtimes)) <= 20):
         return None

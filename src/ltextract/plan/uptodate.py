@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import stat
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from ltextract.benchmarks.load import custom_warning, local_list
 from ltextract.out import TMP_SUFFIX
 from ltextract.out.folders import staging_name
 from ltextract.benchmarks import Benchmark
-from ltextract.out.journal import journal_columns, read_journal_text
+from ltextract.out.journal import journal_fields, read_journal_text
 from ltextract.out.manifest import METADATA, read_metadata, unchanged_since_written
 from ltextract.out.repair import repair_path
 from ltextract.plan.identity import identity
@@ -44,7 +43,6 @@ class Request(Protocol):
     workers: int
     recheck: bool
 
-_PATH = re.compile(r"^[^ \t\r\n]+", re.M)  # a list line's path (the list parsed before: it is valid)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -88,8 +86,8 @@ def nothing_to_do(req: Request, warn: Callable[[str], None]) -> Optional[dict[st
     return records
 
 
-Files = tuple[list[str], list[int], list[int]]  # OUT-relative paths, sizes, mtimes (journaled)
-TASK_FILES = 8192
+Files = tuple[list[str], list[str], list[str]]  # OUT-relative paths, sizes, mtimes (as journaled)
+TASK_FILES = 4096
 PARALLEL_MIN_FILES = 20_000  # fewer are stated in-process: forking would cost more than it saves
 
 
@@ -101,11 +99,12 @@ def _journaled(out: Path, split: str, origin: str, data: bytes,
     if os.path.lexists(out / staging_name(split)) or os.path.lexists(repair_path(out, split)) \
             or not unchanged_since_written(out, split):
         return None
-    journal = journal_columns(read_journal_text(out, split), split, checked=False)
+    journal = journal_fields(read_journal_text(out, split))  # (its numbers compared as text)
     if journal is None or journal[0] != source_identity:
         return None
     _, rels, sizes, mtimes, _ = journal
-    paths = _PATH.findall(data.decode("utf-8-sig", "surrogateescape"))
+    paths = data.decode("utf-8-sig", "surrogateescape").split()[0::2]  # (it parsed before: each line
+                                                                       # a path and a label)
     if split != origin:
         paths = list(map(f"{split}/".__add__, (p.partition("/")[2] for p in paths)))
     if len(paths) != len(rels) or set(paths) != set(rels):  # (a list names each file once; the
@@ -116,24 +115,23 @@ def _journaled(out: Path, split: str, origin: str, data: bytes,
 def _unchanged(out: str, files: list[Files], workers: int) -> bool:
     """Every file is the regular file of its journaled size and mtime, in forked processes
     for many (stat's own cost is a few microseconds; Python's around it, as much again)."""
-    rels = [r for f in files for r in f[0]]
-    sizes = [s for f in files for s in f[1]]
-    mtimes = [m for f in files for m in f[2]]
-    spans = [(i, min(i + TASK_FILES, len(rels))) for i in range(0, len(rels), TASK_FILES)]
+    spans = [(k, i, min(i + TASK_FILES, len(f[0]))) for k, f in enumerate(files)
+             for i in range(0, len(f[0]), TASK_FILES)]
 
-    def unchanged(span: tuple[int, int]) -> bool:
-        return _span_unchanged(out, rels, sizes, mtimes, *span)
+    def unchanged(span: tuple[int, int, int]) -> bool:
+        k, start, end = span
+        return _span_unchanged(out, *files[k], start, end)
 
-    if len(rels) < PARALLEL_MIN_FILES or workers < 2 or not can_fork():
+    if sum(len(f[0]) for f in files) < PARALLEL_MIN_FILES or workers < 2 or not can_fork():
         return all(map(unchanged, spans))
-    results = fork_map(unchanged, spans, min(workers, os.cpu_count() or 1), f"{out}: a re-run's check")
+    results = fork_map(unchanged, spans, workers, f"{out}: a re-run's check")
     try:
         return all(results)
     finally:
         results.close()  # at the first file changed: the rest is not looked at
 
 
-def _span_unchanged(out: str, rels: list[str], sizes: list[int], mtimes: list[int], start: int,
+def _span_unchanged(out: str, rels: list[str], sizes: list[str], mtimes: list[str], start: int,
                     end: int) -> bool:
     """Files `start:end`, each stated relative to its class folder, opened (and listed: no
     temporary file of an interrupted run may be left there) once."""
@@ -147,7 +145,7 @@ def _span_unchanged(out: str, rels: list[str], sizes: list[int], mtimes: list[in
                 if TMP_SUFFIX in "/".join(os.listdir(dir_fd)):
                     return False
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if st.st_size != sizes[i] or st.st_mtime_ns != mtimes[i] or not stat.S_ISREG(st.st_mode):
+            if str(st.st_size) != sizes[i] or str(st.st_mtime_ns) != mtimes[i] or not stat.S_ISREG(st.st_mode):
                 return False
         return True
     except OSError:  # a folder or file gone, a folder swapped for a link
