@@ -269,6 +269,10 @@ def _fill(path: str) -> None:
 if __name__ == "__main__":
     spec, sep, *args = sys.argv[1:]
     assert sep == "--", "usage: driver.py SPEC -- ARGS"
+    # Ctrl-C as at a terminal: a test runner started as a background job of a non-interactive
+    # shell (a CI script's `make test &`, say) hands its children SIGINT ignored, and the
+    # build would then run on past it, as it should there
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     install(spec)
     sys.argv = ["ltextract", *args]
     cli.main()
