@@ -83,6 +83,7 @@ CHANGES = {
         ".JPEG", "_.JPEG") + "\n"),
     "the split staged again": lambda out, rel: shutil.copytree(out / "train", out / ".train.ltx-part"),
     "ltextract.json of another list": lambda out, rel: _edit_metadata(out),
+    "ltextract.json without a count": lambda out, rel: _edit_metadata(out, lambda r: r.pop("bytes")),
 }
 
 
@@ -91,9 +92,9 @@ def _edit_journal(out, edit) -> None:
     path.write_text(edit(path.read_text()))
 
 
-def _edit_metadata(out) -> None:
+def _edit_metadata(out, edit=lambda record: record["list"].update(sha256="0" * 64)) -> None:
     meta = json.loads((out / "ltextract.json").read_text())
-    meta["splits"]["train"]["list"]["sha256"] = "0" * 64
+    edit(meta["splits"]["train"])
     (out / "ltextract.json").write_text(json.dumps(meta))
 
 

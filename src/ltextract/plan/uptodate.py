@@ -66,7 +66,8 @@ def nothing_to_do(req: Request, warn: Callable[[str], None]) -> Optional[dict[st
         digest = hashlib.sha256(data).hexdigest()
         listed = record.get("list", {})
         if (record.get("format"), record.get("source"), record.get("link")) != ("folders", "tar", "copy") \
-                or (listed.get("sha256"), listed.get("source")) != (digest, source):
+                or (listed.get("sha256"), listed.get("source")) != (digest, source) \
+                or not ("files" in record and "bytes" in record):  # (a record a build writes)
             return None
         journaled = _journaled(req.out, split, spec.origin, data, identities[spec.origin])
         if journaled is None:
@@ -74,9 +75,8 @@ def nothing_to_do(req: Request, warn: Callable[[str], None]) -> Optional[dict[st
         files.append(journaled)
         if not listed.get("published"):
             warnings.append(custom_warning(short, digest))
-        records[split] = {"copied": 0, "kept": record.get("files", 0), "kept_rechecked": 0,
-                          "list": listed, **{k: record[k] for k in ("files", "bytes", "format", "source",
-                                                                      "link") if k in record}}
+        records[split] = {"copied": 0, "kept": record["files"], "kept_rechecked": 0, "list": listed,
+                          **{k: record[k] for k in ("files", "bytes", "format", "source", "link")}}
     if not _unchanged(str(req.out), files, req.workers):
         return None
     for message in warnings:
