@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 from ltextract.benchmarks import Benchmark, get
 from ltextract.benchmarks.lists import (MAX_BYTES, SplitList, check_split, check_totals,
-                                        list_canonical_sha256, parse_list)
+                                        list_canonical_sha256, parse)
 from ltextract.errors import ListError
 
 if TYPE_CHECKING:
@@ -65,17 +65,19 @@ def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
             else:
                 data, source = fetch.fetch_published(spec, session=session, warn=warn)
                 name = short = pin.filename
-            entries = parse_list(data, name)
+            entries, flat = parse(data, name, bench)
             check_split(spec, entries, name)
             digest = hashlib.sha256(data).hexdigest()
-            published = digest == pin.sha256
+            variant = pin.variant(digest)
+            published = digest == pin.sha256 or variant is not None
             if published:
-                check_totals(pin, entries, name)
+                check_totals(pin, entries, name, bench)
             else:
                 warn(f"{short} is not the published list (sha256 {digest[:12]}…);"
                      " recording it as custom")
             out[split] = SplitList(split, entries, digest, source, published,
-                                   list_canonical_sha256(data, entries, digest))
+                                   list_canonical_sha256(data, entries, digest, flat), flat,
+                                   variant.name if variant else "")
         return out
     finally:
         if own and session is not None:
