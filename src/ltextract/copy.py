@@ -15,7 +15,10 @@ from ltextract.workers import can_fork, fork_map
 
 if TYPE_CHECKING:
     from ltextract.formats import Read, Writer
+    from ltextract.out.journal import Done
     from ltextract.plan import Job
+
+Names = Callable[["Job", str], tuple[str, ...]]
 
 PARALLEL_MIN_FILES = 1024  # fewer are copied in-process: forking would cost more than it saves
 
@@ -64,13 +67,17 @@ def _threaded(run: Callable[[Any], Batch], units: list[Any], workers: int) -> It
 
 def stream_jobs(writer: Writer, f: BinaryIO, label: str, nested: bool, todo: list[Job], workers: int,
                 progress: Callable[[int], None], size: Optional[int],
-                on_cut: Callable[[str], None]) -> Iterator[Batch]:
+                on_cut: Callable[[str], None], names: Optional[Names] = None) -> Iterator[Batch]:
     """Copy `todo` in one sequential pass over the tar `f` (the stream strategy). A tar that
-    ends early ends the copy after the files before the cut; `on_cut` hears why."""
+    ends early ends the copy after the files before the cut; `on_cut` hears why. `names`: the
+    member names a job may have in a flat tar (`Source.names_in_tar`)."""
+    def write(job: Job, data: bytes) -> tuple[str, Done]:
+        return job.split, writer.write(job, data)
+
     try:
-        for d in stream.stream_copy(f, label, nested, stream.wanted_by_member(todo, nested),
-                                     writer.write, workers, size):
-            yield batch([d])
+        for split, d in stream.stream_copy(f, label, nested, stream.wanted_by_member(todo, nested, names),
+                                            write, workers, size):
+            yield batch([(split, d)])
             progress(d.size)
     except stream.Cut as e:
         on_cut(str(e))

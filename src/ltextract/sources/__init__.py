@@ -5,10 +5,12 @@ and `reader` to read their bytes. Shapes are told apart in one place, `detect`."
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar, Optional, Protocol
 
+from ltextract.errors import TarError
 from ltextract.tar.truncation import short_read
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ class Located:
     name: str  # the source as the "missing from" error names it
     index: Optional["ArchiveIndex"] = None  # for a single archive: its identity comes from it
     cut: str = ""  # why a truncated archive holds only the images before the cut
+    #: sha256 of images known without reading them (another split's journal in OUT)
+    digests: dict[Key, str] = field(default_factory=dict)
 
 
 class Reader(Protocol):
@@ -61,6 +65,7 @@ class Source:
 
     kind: ClassVar[str]
     indexed: ClassVar[bool] = False  # located through the header index of one archive
+    linkable: ClassVar[bool] = False  # whole files, which --link may place as links
     streamable: ClassVar[bool] = False  # may be read in one sequential pass instead (a tar)
 
     def __init__(self, origin: str, path: Path):
@@ -92,11 +97,36 @@ class Source:
         """The source as a stream's messages name it."""
         return str(self.path)
 
+    @property
+    def identity_note(self) -> str:
+        """What else a journal's identity must name for files from here to be trusted again."""
+        return ""
+
     def locate(self, keys: set[Key], indexes: Indexes) -> Located:
         raise NotImplementedError
 
+    def names_in_tar(self) -> Optional[Callable[[str, str], tuple[str, ...]]]:
+        """How a flat tar may name a key's member, the first found wins: None for the bare file
+        name (ILSVRC2012's val tar); paths in Places365's tars (`sources.places`)."""
+        return None
+
     def reader(self) -> Reader:
         return FileEachReader()
+
+
+def is_file(path: Path) -> bool:
+    """A readable regular file (a tar: True) or a folder (False); anything else is an error."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise TarError(f"{path} not found") from None
+    if stat.S_ISREG(st.st_mode):
+        if not os.access(path, os.R_OK):
+            raise TarError(f"{path} is not readable")
+        return True
+    if not stat.S_ISDIR(st.st_mode):
+        raise TarError(f"{path} is neither a tar nor a folder")
+    return False
 
 
 class FileEachReader:

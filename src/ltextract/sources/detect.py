@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Optional
 
 from ltextract.archives import TARS, TRAIN_TAR, VAL_TAR
 from ltextract.errors import LtError, TarError
-from ltextract.sources import Source
+from ltextract.sources import Source, is_file
 from ltextract.sources.archive import SplitTarSource, StdinSource, TarSource
 from ltextract.sources.class_tars import ClassTarsSource
 from ltextract.sources.tree import TreeSource
@@ -48,8 +47,16 @@ def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
     return path
 
 
-def resolve(manual: Optional[Path], origin: str, explicit: Optional[Path]) -> Source:
-    """The source of `origin`: named explicitly (`-` is stdin), or found in the manual dir."""
+def resolve(manual: Optional[Path], origin: str, explicit: Optional[Path],
+            images: str = "ilsvrc2012") -> Source:
+    """The source of `origin`: named explicitly (`-` is stdin), or found in the manual dir;
+    `images`: the benchmark's archives (ILSVRC2012's shapes are here, Places365's in `places`)."""
+    if images == "places365":
+        from ltextract.sources import places
+
+        if explicit == STDIN:
+            return places.stdin(origin)
+        return places.describe(explicit, origin) if explicit is not None else places.detect(manual, origin)
     if explicit == STDIN:
         return StdinSource(origin, STDIN)
     if explicit is not None:
@@ -73,7 +80,10 @@ def detect(manual: Path, origin: str) -> Source:
 
 
 def archives(manual: Path) -> list[TarSource]:
-    """The tars (whole or split into parts) in the manual dir: what `ltextract index` indexes."""
+    """The tars (whole or split into parts) in the manual dir: what `ltextract index` indexes;
+    ILSVRC2012's and Places365's."""
+    from ltextract.sources import places
+
     found = []
     for origin, name in TARS.items():
         for path in (manual / name, readers.first_part(manual / name)):
@@ -82,23 +92,16 @@ def archives(manual: Path) -> list[TarSource]:
                 if isinstance(src, TarSource):
                     found.append(src)
                 break
+    found += places.archives(manual)
     if not found:
-        raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}")
+        raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} (nor a Places365 tar) is in {manual}")
     return found
 
 
 def describe_path(path: Path, origin: str) -> Source:
     """What kind of source `path` is: a tar file, a folder of class tars, or a tree."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise TarError(f"{path} not found") from None
-    if stat.S_ISREG(st.st_mode):
-        if not os.access(path, os.R_OK):
-            raise TarError(f"{path} is not readable")
+    if is_file(path):
         return (SplitTarSource if readers.is_first_part(path) else TarSource)(origin, path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise TarError(f"{path} is neither a tar nor a folder")
     dirs = tars = files = 0
     with os.scandir(path) as it:
         for n, entry in enumerate(it):

@@ -161,10 +161,15 @@ def open_source(path: Optional[Path]) -> BinaryIO:
     return os.fdopen(fd, "rb", buffering=READ_BUFFER)
 
 
-def wanted_by_member(jobs: Iterable[Job], nested: bool) -> Wanted:
-    """Jobs keyed as a stream meets members: by group ("<wnid>.tar", or "" in a flat tar) and name."""
+def wanted_by_member(jobs: Iterable[Job], nested: bool,
+                     names: Optional[Callable[[Job, str], tuple[str, ...]]] = None) -> Wanted:
+    """Jobs keyed as a stream meets members: by group ("<wnid>.tar", or "" in a flat tar) and
+    name; `names(job, file)`: every name its member may have in a flat tar (a Places365 tar's
+    paths, `Source.names_in_tar`), else the bare file name."""
     by_group: Wanted = {}
     for job in jobs:
-        name = job.rel.split("/", 2)[2].encode("utf-8", "surrogateescape")
-        by_group.setdefault(f"{job.wnid}.tar" if nested else "", {}).setdefault(name, []).append(job)
+        file = job.rel.rsplit("/", 1)[1]
+        group = by_group.setdefault(f"{job.wnid}.tar" if nested else "", {})
+        for name in (file,) if names is None else names(job, file):
+            group.setdefault(name.encode("utf-8", "surrogateescape"), []).append(job)
     return by_group
