@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, Un
 from ltextract.errors import LtError, UsageError
 
 if TYPE_CHECKING:
+    from ltextract.benchmarks import Benchmark
     from ltextract.counts import Stats
     from ltextract.tar.index import ArchiveIndex
     from ltextract.checks import Report
@@ -31,20 +32,25 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
           strategy: str = "auto", workers: int = DEFAULT_WORKERS, format: str = "folders",
           shard_size: str = "1GB", train_source: Optional[PathLike] = None,
           val_source: Optional[PathLike] = None, link: str = "copy", quiet: bool = False,
-          benchmark: Optional[str] = None) -> dict[str, Any]:
-    """Build the benchmark's splits (default: all) into `out`; returns the summary that
-    `ltextract build --json` prints. Resumable: run it again after any interruption.
+          benchmark: Optional[str] = None, layout: str = "splits") -> dict[str, Any]:
+    """Build the benchmark's splits (default: its default ones) into `out`; returns the summary
+    that `ltextract build --json` prints. Resumable: run it again after any interruption.
+    `benchmark`: a name from `ltextract benchmarks` (default imagenet_lt); `layout`: "splits"
+    (OUT/<split>/<class>/<file>) or "lists" (every file at its list path);
     `train_source`/`val_source`: a tar, split tar, folder of class tars or tree ("-": stdin)."""
     from ltextract import pipeline
     from ltextract.benchmarks import get
+    from ltextract.plan import LAYOUTS
     from ltextract.formats import FORMATS, writer_class
     from ltextract.formats.links import MODES
     from ltextract.formats.webdataset import parse_shard_size
     from ltextract.out.folders import raise_open_files
+    from ltextract.out.manifest import check_format
     from ltextract.sources.detect import STDIN, resolve, resolve_manual_dir
     from ltextract.sources.storage import STRATEGIES, strategy_of
 
     bench = get(benchmark)
+    _choose("layout", layout, LAYOUTS)
     _choose("format", format, FORMATS)
     _choose("strategy", strategy, STRATEGIES)
     _choose("link", link, MODES)
@@ -54,15 +60,21 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
         raise UsageError(f"--shard-size: {e}") from None
     if link != "copy" and format != "folders":
         raise UsageError("--link applies to --format folders (shards always hold copies)")
-    chosen = tuple(dict.fromkeys(splits)) or bench.split_names
+    chosen = tuple(dict.fromkeys(splits)) or bench.default_splits
     for split in (*chosen, *(split_urls or {})):
-        bench.split(split)  # an unknown name fails here
-    origins = sorted({bench.split(s).origin for s in chosen})
+        _split_of(bench, split)  # an unknown name fails here
+    out_path = _path(out)
+    assert out_path is not None
+    if out_path.is_dir():  # an OUT of another benchmark or layout: said before any source is sought
+        check_format(out_path, chosen, format, bench.name, layout)
+    # splits linked to another split's files in OUT (SADE's to test's) read no source
+    linked = pipeline.linked_splits(out_path, bench, chosen, format, layout)
+    origins = sorted({bench.split(s).origin for s in chosen if s not in linked})
     explicit = {"train": _path(train_source), "val": _path(val_source)}
     if sum(explicit[o] == STDIN for o in origins) > 1:
         raise UsageError("only one of --train-source and --val-source can be - (stdin)")
     manual = resolve_manual_dir(_path(manual_dir)) if any(explicit[o] is None for o in origins) else None
-    srcs = {o: resolve(manual, o, explicit[o]) for o in origins}
+    srcs = {o: resolve(manual, o, explicit[o], bench.images) for o in origins}
     strategies = {o: strategy_of(strategy, src) for o, src in srcs.items()}
     if writer_class(format).needs_sizes and "stream" in strategies.values():
         raise UsageError(f"--format {format} reads by offset: use --strategy seek")
@@ -70,16 +82,21 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
         raise LtError(f"--link {link} needs an extracted tree as source, but "
                       + "; ".join(s.describe() for s in srcs.values()))
     raise_open_files()  # a folder held open per class folder written (`folders_per_process`)
-    out_path = _path(out)
-    assert out_path is not None
     return pipeline.run_build(pipeline.BuildRequest(
         out_path, bench, chosen, _path(splits_dir), dict(split_urls or {}), srcs, strategies, format,
-        shards, link, workers), quiet)
+        shards, link, workers, layout), quiet)
 
 
 def _choose(what: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise UsageError(f"--{what} {value!r}: expected one of {', '.join(allowed)}")
+
+
+def _split_of(bench: "Benchmark", name: str) -> None:
+    """An unknown split is a usage error, named with the benchmark's own splits."""
+    if name not in bench.split_names:
+        raise UsageError(f"unknown split {name!r} of {bench.name} (expected one of"
+                         f" {', '.join(bench.split_names)})")
 
 
 def verify(out: PathLike, workers: int = DEFAULT_WORKERS, progress=None) -> "Report":
@@ -94,26 +111,50 @@ def verify(out: PathLike, workers: int = DEFAULT_WORKERS, progress=None) -> "Rep
     return run(path, workers, progress)
 
 
-def stats(out: Optional[PathLike] = None, splits_dir: Optional[PathLike] = None) -> "Stats":
-    """Per-class train counts and the many/medium/few-shot groups, from a built OUT or a folder
-    holding the train list."""
+def stats(out: Optional[PathLike] = None, splits_dir: Optional[PathLike] = None,
+          benchmark: Optional[str] = None, export: Optional[PathLike] = None) -> "Stats":
+    """Per-class train counts and the many/medium/few-shot groups, from a built OUT (of the
+    benchmark its ltextract.json names) or a folder holding `benchmark`'s train list; with
+    `export`, also writes classnames.txt, class_counts.json and shot_groups.json there."""
     from ltextract import counts as st
+    from ltextract.benchmarks import get
 
     if (out is None) == (splits_dir is None):
         raise UsageError("give either OUT or --splits-dir DIR")
     path = _path(out)
     if path is not None:
+        if benchmark is not None:
+            raise UsageError("--benchmark goes with --splits-dir: OUT records its own")
         if not path.is_dir():
             raise LtError(f"{path} is not a folder")
-        return st.from_out(path)
-    return st.from_splits_dir(_path(splits_dir))  # type: ignore[arg-type]
+        result = st.from_out(path)
+    else:
+        result = st.from_splits_dir(_path(splits_dir), get(benchmark))  # type: ignore[arg-type]
+    if export is not None:
+        st.export(result, _path(export))  # type: ignore[arg-type]
+    return result
 
 
-def fetch(dest: Optional[PathLike] = None, warn=None) -> dict[str, Path]:
-    """Download the published lists (checked against their pins) into `dest` or the cache."""
+def fetch(dest: Optional[PathLike] = None, warn=None, benchmark: Optional[str] = None,
+          splits: Sequence[str] = ()) -> dict[str, Path]:
+    """Download the benchmark's published lists (default: those `build` makes by default),
+    checked against their pins, into `dest` or the cache."""
+    from ltextract.benchmarks import get
     from ltextract.benchmarks.fetch import fetch_lists
 
-    return fetch_lists(_path(dest), **({"warn": warn} if warn else {}))
+    bench = get(benchmark)
+    for split in splits:
+        _split_of(bench, split)
+    return fetch_lists(_path(dest), tuple(dict.fromkeys(splits)) or bench.default_splits,
+                       benchmark=bench, **({"warn": warn} if warn else {}))
+
+
+def benchmarks() -> list[dict[str, Any]]:
+    """The catalog: each benchmark's splits, counts, archives, lists with pins and mirrors."""
+    from ltextract.benchmarks import catalog
+    from ltextract.benchmarks.describe import describe
+
+    return [describe(b) for b in catalog().values()]
 
 
 def index(manual_dir: Optional[PathLike] = None, refresh: bool = False,

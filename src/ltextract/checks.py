@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ltextract.benchmarks import Benchmark, get
-from ltextract.benchmarks.classes import label_of
-from ltextract.benchmarks.lists import canonical_sha256, check_totals, parse_list
+from ltextract.benchmarks.lists import canonical_sha256, check_totals, list_path, parse_list
 from ltextract.errors import ListError, LtError
 from ltextract.formats import FORMATS, Problem, writer_class
-from ltextract.out.manifest import Row, list_path, read_manifest, read_metadata
+from ltextract.out import manifest
+from ltextract.out.manifest import Row, read_manifest, read_metadata
 
 
 @dataclass
@@ -29,15 +29,23 @@ class Report:
                 "problems": [{"path": p.path, "problem": p.what} for p in self.problems]}
 
 
-def check_rows(split: str, rows: list[Row]) -> list[Problem]:
-    """Each row's path, wnid and label agree with each other and appear once."""
-    labels = label_of()
+def check_rows(split: str, rows: list[Row], bench: Optional[Benchmark] = None, layout: str = "splits",
+               flat: bool = False) -> list[Problem]:
+    """Each row's path, class and label agree with each other and appear once; the path is where
+    `layout` puts the file (with `lists`, the list's own path: `flat` for `val/<file>` ones)."""
+    bench = bench or get()
+    labels = bench.label_of
+    origin = bench.split(split).origin
     problems = []
     seen: set[str] = set()
     for row in rows:
-        parts = row.path.split("/")
-        if len(parts) != 3 or parts[0] != split or parts[1] != row.wnid:
-            problems.append(Problem(row.path, f"path does not match {split}/{row.wnid}/<file>"))
+        if layout == "lists":
+            want = list_path(origin, row.wnid, row.file_name, flat)
+            shape = list_path(origin, row.wnid, "<file>", flat)
+        else:
+            want, shape = f"{split}/{row.wnid}/{row.file_name}", f"{split}/{row.wnid}/<file>"
+        if row.path != want:
+            problems.append(Problem(row.path, f"path does not match {shape}"))
         if labels.get(row.wnid) != row.label:
             problems.append(Problem(row.path, f"label {row.label} does not match {row.wnid}"))
         if row.path in seen:
@@ -48,7 +56,7 @@ def check_rows(split: str, rows: list[Row]) -> list[Problem]:
 
 def check_list(out: Path, bench: Benchmark, split: str, rows: list[Row], meta: dict) -> list[Problem]:
     """The rewritten list equals the manifest, and maps back to the very list the build used."""
-    path = list_path(out, bench.split(split).pin.filename)
+    path = manifest.list_path(out, bench.split(split).pin.filename)
     name = path.name
     try:
         data = path.read_bytes()
@@ -64,22 +72,28 @@ def check_recorded_list(bench: Benchmark, split: str, rows: list[Row], meta: dic
                         name: str) -> list[Problem]:
     """The manifest maps back to the very list the build used (and its published totals)."""
     spec = bench.split(split)
-    original = [(f"{spec.origin}/{r.path.split('/', 1)[1]}", r.label) for r in rows]
+    flat = bool(meta.get("flat"))
+    original = [(list_path(spec.origin, r.wnid, r.file_name, flat), r.label) for r in rows]
     if canonical_sha256(original) != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]
     if meta.get("published"):
         data = "".join(f"{p} {label}\n" for p, label in original).encode()
         try:
-            check_totals(spec.pin, parse_list(data, spec.pin.filename), name)
+            check_totals(spec.pin, parse_list(data, spec.pin.filename, bench), name, bench)
         except ListError as e:
             return [Problem(name, str(e))]
     return []
 
 
 def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]] = None) -> Report:
-    """Re-check every split recorded in OUT's ltextract.json; the problems found, per file."""
+    """Re-check every split recorded in OUT's ltextract.json (of the benchmark and layout it
+    names); the problems found, per file."""
     meta = read_metadata(out)
-    bench = get()
+    try:
+        bench = get(manifest.benchmark_of(meta))
+    except LtError:
+        raise LtError(f"{out}: unknown benchmark {manifest.benchmark_of(meta)!r} in metadata") from None
+    layout = manifest.layout_of(meta)
     report = Report()
     for split, record in sorted(meta["splits"].items()):
         if split not in bench.split_names:
@@ -89,7 +103,7 @@ def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]
             raise LtError(f"{out}: unknown format {fmt!r} of {split} in metadata")
         writer = writer_class(fmt)
         rows = read_manifest(out, split)
-        problems = check_rows(split, rows)
+        problems = check_rows(split, rows, bench, layout, bool(record.get("list", {}).get("flat")))
         if writer.writes_list:
             problems += check_list(out, bench, split, rows, record.get("list", {}))
         else:

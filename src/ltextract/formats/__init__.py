@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Iterable, Iterator, Optional
 
 if TYPE_CHECKING:
+    from ltextract.benchmarks import Benchmark
     from ltextract.out.journal import Batch, Done
     from ltextract.out.manifest import Row
     from ltextract.plan import Job
@@ -51,6 +52,15 @@ class Options:
     link: str = "copy"  # folders from an extracted tree: copy | hardlink | reflink | symlink
     shard_size: Any = None  # sharded formats: the parsed --shard-size
     notice: Callable[[str], None] = print  # one-time notices (reflink falling back to copies)
+    #: what is built: its name, classes in label order (`classes`), split names; a format that
+    #: names the dataset or its labels (TFDS, Hugging Face) reads them here [default: ImageNet-LT]
+    benchmark: Optional[Benchmark] = None
+    layout: str = "splits"  # --layout: where files go (`plan.out_path`); jobs carry it as `rel`
+
+    @property
+    def class_column(self) -> str:
+        """The manifests' third column: what the benchmark's class folders are."""
+        return self.benchmark.class_noun if self.benchmark else "wnid"
 
 
 class Writer:
@@ -77,6 +87,11 @@ class Writer:
     def units(self, works: list[SplitWork]) -> list[Any]:
         """The works' `todo` cut into units, in the order their bytes are best read."""
         raise NotImplementedError
+
+    def distinct(self, works: list[SplitWork]) -> list[Job]:
+        """The works' `todo` to write, where two splits list one file at one path (--layout
+        lists) once; `units` cuts these, a stream copies these."""
+        return [j for w in works for j in w.todo]
 
     def open(self, works: list[SplitWork], threads: bool = False) -> None:
         """Resources every unit shares (forked workers inherit them); `threads`: examples come

@@ -1,7 +1,8 @@
 """`--format webdataset`: the split as tar shards `OUT/<split>/<split>-000000.tar`, ...
 
 Each sample is `<key>.jpg` (the image bytes as in ILSVRC2012) and `<key>.cls` (the label as decimal
-text), the layout the `webdataset` library and its ImageNet examples read. Train samples are
+text), the layout the `webdataset` library and its ImageNet examples read; where file names
+repeat across classes (Places365's), the key is `<class>/<stem>`. Train samples are
 shuffled with a fixed seed so consecutive samples mix classes; val and test keep list order.
 `OUT/<split>.json` lists the shards with their sample counts. The plan is a pure function of the
 list and the shard size, so a re-run keeps every journaled shard and rewrites only the rest.
@@ -87,9 +88,12 @@ def sample_key(file_name: str) -> str:
     return stem.replace(".", "_")
 
 
-def plan(split: str, jobs: list[Job], size: ShardSize, seed: int = SHUFFLE_SEED) -> list[Shard]:
-    """Samples in shard order: train shuffled with `seed`, other splits in list order."""
-    samples = [Sample(j, sample_key(j.rel.rsplit("/", 1)[1])) for j in jobs]
+def plan(split: str, jobs: list[Job], size: ShardSize, seed: int = SHUFFLE_SEED,
+         by_class: bool = False) -> list[Shard]:
+    """Samples in shard order: train shuffled with `seed`, other splits in list order.
+    `by_class`: keys are `<class>/<stem>` (file names repeat across classes, as Places365's)."""
+    samples = [Sample(j, f"{j.wnid}/{sample_key(j.rel.rsplit('/', 1)[1])}" if by_class else
+                      sample_key(j.rel.rsplit("/", 1)[1])) for j in jobs]
     seen: dict[str, str] = {}
     for s in samples:
         if s.key in seen:
@@ -213,7 +217,8 @@ class WebdatasetWriter(Writer):
         works = []
         for split, split_jobs in jobs.items():
             ensure_dir(self.out / split)
-            shards = self.shards[split] = plan(split, split_jobs, self.size)
+            by_class = self.options.benchmark is not None and not self.options.benchmark.unique_file_names
+            shards = self.shards[split] = plan(split, split_jobs, self.size, by_class=by_class)
             self.by_rel.update((sh.rel, sh) for sh in shards)
             ident = identity(identities[split], self.size)
             journal = read_journal(self.out, split, ident)
@@ -300,7 +305,7 @@ class WebdatasetWriter(Writer):
         write_index(self.out, work.split, shards)
         where = {s.job.rel: (sh.rel, s.key) for sh in shards for s in sh.samples}
         rows = [Row(j.rel, j.label, j.wnid, j.size, done[j.rel].sha256, *where[j.rel]) for j in work.jobs]
-        manifest.write_split(self.out, work.split, rows)
+        manifest.write_split(self.out, work.split, rows, class_column=self.options.class_column)
         meta = {"format": FORMAT, "shards": len(shards), "shard_size": str(self.size)}
         kept = len(self.kept[work.split])
         return rows, meta, {"copied_shards": len(shards) - kept, "kept_shards": kept}

@@ -131,10 +131,12 @@ class Batch(NamedTuple):
     extra: Optional[dict] = None
 
 
-def batch(finished: Iterable[Done]) -> Batch:
+def batch(finished: Iterable[tuple[str, Done]]) -> Batch:
+    """Files finished together, each with its split (`--layout lists` puts several splits'
+    files in one folder: the path does not tell)."""
     done: dict[str, list[Done]] = {}
-    for d in finished:
-        done.setdefault(d.rel.partition("/")[0], []).append(d)
+    for split, d in finished:
+        done.setdefault(split, []).append(d)
     return Batch(done, {split: "".join(map(journal_line, ds)) for split, ds in done.items()},
                  sum(d.size for ds in done.values() for d in ds))
 

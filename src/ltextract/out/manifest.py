@@ -18,6 +18,8 @@ from ltextract.errors import LtError
 from ltextract.files import atomic_write, read_json
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
+#: the third column names the class folder: a wnid in ImageNet's benchmarks, a class in Places-LT
+CLASS_COLUMNS = ("wnid", "class")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
 SHARD_COLUMNS = ("shard", "key")
 METADATA = "ltextract.json"
@@ -48,13 +50,15 @@ def list_path(out: Path, list_name: str) -> Path:
     return out / list_name
 
 
-def render_manifest(rows: list[Row]) -> bytes:
+def render_manifest(rows: list[Row], class_column: str = "wnid") -> bytes:
     """The same columns whatever the source; webdataset builds add where each sample lives.
+    `class_column`: what the benchmark's class folders are (`wnid`; Places-LT's `class`).
 
     Exactly what `csv.writer` writes: rows are joined directly (4x faster), unless a field holds
     a character csv may quote (a comma or line break makes the counts below differ; a quote)."""
     sharded = any(r.shard for r in rows)
-    columns = COLUMNS + SHARD_COLUMNS if sharded else COLUMNS
+    columns = COLUMNS[:2] + (class_column,) + COLUMNS[3:]
+    columns += SHARD_COLUMNS if sharded else ()
     tails = (f",{r.shard},{r.key}" for r in rows) if sharded else itertools.repeat("")
     # file_name inlined: a property call per row was about a tenth of the rendering time
     lines = [f"{r.path},{r.label},{r.wnid},{r.size},{r.sha256},{r.path.rpartition('/')[2]}{tail}\n"
@@ -77,10 +81,11 @@ def render_list(rows: Iterable[Row]) -> bytes:
     return "".join([f"{r.path} {r.label}\n" for r in rows]).encode("utf-8")
 
 
-def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None) -> None:
+def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None,
+                class_column: str = "wnid") -> None:
     """The manifest, and the list rewritten under `list_name` (none for shards: a list of paths
     that do not exist on disk would mislead)."""
-    atomic_write(manifest_path(out, split), render_manifest(rows))
+    atomic_write(manifest_path(out, split), render_manifest(rows, class_column))
     if list_name:
         atomic_write(list_path(out, list_name), render_list(rows))
 
@@ -93,13 +98,14 @@ def read_manifest(out: Path, split: str) -> list[Row]:
         raise LtError(f"{path} is missing: was the build of {split} finished?") from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
-    if header is None or tuple(header[:5]) != COLUMNS[:5]:
+    if header is None or len(header) < 5 or header[2] not in CLASS_COLUMNS \
+            or (header[:2], header[3:5]) != (list(COLUMNS[:2]), list(COLUMNS[3:5])):
         raise LtError(f"{path}:1: not an ltextract manifest (header {header})")
     cols = {name: i for i, name in enumerate(header)}
     rows = []
     for n, rec in enumerate(reader, start=2):
         try:
-            rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]],
+            rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[2],
                             int(rec[cols["size"]]), rec[cols["sha256"]],
                             *(rec[cols[c]] for c in SHARD_COLUMNS if c in cols)))
         except (IndexError, ValueError):
@@ -115,24 +121,44 @@ def read_metadata(out: Path) -> dict[str, Any]:
     return meta
 
 
-def update_metadata(out: Path, split: str, record: dict[str, Any]) -> None:
-    """Merge one split's record, keeping splits built by earlier runs into the same OUT."""
+def update_metadata(out: Path, split: str, record: dict[str, Any],
+                    build: Optional[dict[str, str]] = None) -> None:
+    """Merge one split's record, keeping splits built by earlier runs into the same OUT; `build`:
+    what holds for the whole OUT (the benchmark, the layout), so verify and stats know it."""
     try:
         meta = read_metadata(out)
     except LtError:
         meta = {"splits": {}}
     meta["tool"] = "ltextract"
     meta["version"] = __version__
+    meta.update(build or {})
     meta["splits"][split] = record
     atomic_write(out / METADATA, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
-def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
-    """Refuse to mix formats in one split folder: the other format's files would be strays."""
+def benchmark_of(meta: dict[str, Any]) -> str:
+    """The benchmark an OUT holds (builds before the catalog recorded none: ImageNet-LT)."""
+    return str(meta.get("benchmark", "imagenet_lt"))
+
+
+def layout_of(meta: dict[str, Any]) -> str:
+    return str(meta.get("layout", "splits"))
+
+
+def check_format(out: Path, splits: tuple[str, ...], fmt: str, benchmark: str = "imagenet_lt",
+                 layout: str = "splits") -> None:
+    """Refuse to mix benchmarks or layouts in one OUT, and formats in one split folder: the
+    other's files would be strays, or worse, taken for this one's."""
     try:
-        built = read_metadata(out)["splits"]
+        meta = read_metadata(out)
     except LtError:
         return
+    built = meta["splits"]
+    if built and benchmark_of(meta) != benchmark:
+        raise LtError(f"{out} holds a {benchmark_of(meta)} build; use another --out for {benchmark}")
+    if built and layout_of(meta) != layout:
+        raise LtError(f"{out} holds a --layout {layout_of(meta)} build; use another --out for"
+                      f" --layout {layout}")
     for split in splits:
         before = built[split].get("format", "folders") if split in built else fmt
         if before != fmt:
