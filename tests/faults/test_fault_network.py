@@ -66,7 +66,7 @@ def test_help_states_the_download_bound(command):
     assert f"{fetch.RETRIES + 1} attempts" in text
     per_mirror = fetch.TOTAL + sum(fetch.TIMEOUT)
     assert f"at most about {per_mirror:g} s" in text
-    urls = sum(len(s.mirrors) for s in get().splits)
+    urls = sum(len(s.mirrors) for s in get().splits if s.default)
     assert f"{urls} published mirrors" in text
     assert f"at most about {urls * per_mirror / 60:.0f} min" in text
     assert f"backoff pauses ({PAUSES:g} s)" in text
