@@ -71,6 +71,7 @@ class Run:
     max_rss: int  # bytes
     stdout: str
     inner: float = 0.0  # the time the command reports for itself, where it does
+    cpu: float = 0.0  # user + system seconds of the command and its children (GNU time), 0 without
 
 
 def run(cmd: list[str], env: Optional[dict] = None) -> Run:
@@ -79,7 +80,7 @@ def run(cmd: list[str], env: Optional[dict] = None) -> Run:
     high-water mark), else from wait4."""
     with tempfile.TemporaryDirectory() as tmp:
         out, err, stats = Path(tmp, "out"), Path(tmp, "err"), Path(tmp, "stats")
-        timed = [GNU_TIME, "-f", "%M %I", "-o", str(stats), *cmd] if GNU_TIME else cmd
+        timed = [GNU_TIME, "-f", "%M %I %U %S", "-o", str(stats), *cmd] if GNU_TIME else cmd
         with open(out, "wb") as o, open(err, "wb") as e:
             started = time.perf_counter()
             proc = subprocess.Popen(timed, stdout=o, stderr=e, env={**os.environ, **(env or {})})
@@ -87,10 +88,11 @@ def run(cmd: list[str], env: Optional[dict] = None) -> Run:
             wall = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status):
             sys.exit(f"bench: {' '.join(cmd)} failed:\n{err.read_text()[-2000:]}")
-        rss_kb, blocks = ru.ru_maxrss, ru.ru_inblock
+        rss_kb, blocks, cpu = ru.ru_maxrss, ru.ru_inblock, ru.ru_utime + ru.ru_stime
         if GNU_TIME:
-            rss_kb, blocks = map(int, stats.read_text().split()[-2:])
-        return Run(wall, blocks * 512, rss_kb * 1024, out.read_text())
+            rss, reads, user, system = stats.read_text().split()[-4:]
+            rss_kb, blocks, cpu = int(rss), int(reads), float(user) + float(system)
+        return Run(wall, blocks * 512, rss_kb * 1024, out.read_text(), cpu=cpu)
 
 
 def evict(*paths: Path | str) -> None:
@@ -194,14 +196,14 @@ def build_cmd(manual: Path, out: Path, *extra: str) -> list[str]:
 FLOOR_FLAGS = ("--no-same-owner", "--no-same-permissions", "--touch")
 
 
-def needed_tar(manual: Path, work: Path, env: dict) -> Path:
+def needed_tar(manual: Path, work: Path, env: dict, *extra: str) -> Path:
     """A tar of exactly the files a build writes (the GNU-tar floor), made once from a build."""
     tar = manual / "needed.tar"
     if tar.exists():
         return tar
     out = work / "needed-out"
     clear(out)
-    run(build_cmd(manual, out), env)
+    run(build_cmd(manual, out, *extra), env)
     tmp = manual / "needed.tar.part"
     subprocess.run(["tar", "-cf", str(tmp), "-C", str(out), "train", "val", "test"], check=True)
     tmp.rename(tar)
@@ -408,7 +410,8 @@ def main() -> None:
                          " extraction at 1.25M files).")
     ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
     ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
-    ap.add_argument("--skip", default="", help="Comma-separated sections to skip: index,build,sized,cold.")
+    ap.add_argument("--skip", default="",
+                    help="Comma-separated sections to skip: index,build,sized,cold,places.")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     strategies = args.strategies.split(",")
@@ -442,6 +445,11 @@ def main() -> None:
             report.append(bench_build_sized(real, work, rounds, strategies))
         if "cold" not in skip:
             report.append(bench_cold(real, work, rounds, strategies))
+        if "places" not in skip:
+            from bench_places import bench_places, ensure_places_set
+
+            places = ensure_places_set(data / "places-256", args.quick)
+            report.append(bench_places(sys.modules[__name__], places, work, rounds, strategies))
         print("\n".join(report), flush=True)
     finally:
         say("deleting the outputs of every run (kept until now, see clear())")
