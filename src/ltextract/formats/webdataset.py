@@ -197,6 +197,7 @@ def _kept_digests(out: Path, shard: Shard) -> dict[str, str]:
 class WebdatasetWriter(Writer):
     name = FORMAT
     needs_sizes = True  # shards are planned by size
+    options_used = ("shard_size",)
 
     def __init__(self, out: Path, options) -> None:
         super().__init__(out, options)
