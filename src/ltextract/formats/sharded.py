@@ -28,9 +28,9 @@ from ltextract.out.manifest import POSITION_COLUMNS, Row, read_metadata
 from ltextract.out.resume import check_space
 from ltextract.plan import Job
 
-#: Image bytes a shard writer holds at once where records must be written in order (array_record,
-#: parquet): read in the order of their bytes in the source, then written in record order.
-WINDOW = 16 << 20
+#: What a shard writer holds at once where records must be written in order (array_record,
+#: parquet): images read in the order of their bytes in the source, then written in record order.
+WINDOW, WINDOW_FILES = 8 << 20, 4096
 #: ltextract's split names -> the names TFDS and the Hub give them
 LIBRARY_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
@@ -54,11 +54,12 @@ def file_name(job: Job) -> str:
     return job.rel.rpartition("/")[2]
 
 
-def windows(jobs: list[Job], limit: int = WINDOW) -> Iterator[list[Job]]:
-    """Consecutive runs of examples holding about `limit` image bytes (at least one each)."""
+def windows(jobs: list[Job], limit: int = WINDOW, files: int = WINDOW_FILES) -> Iterator[list[Job]]:
+    """Consecutive runs of examples holding about `limit` image bytes (at least one each) and at
+    most `files` examples."""
     start, held = 0, 0
     for i, job in enumerate(jobs):
-        if held and held + job.size > limit:
+        if held and (held + job.size > limit or i - start >= files):
             yield jobs[start:i]
             start, held = i, 0
         held += job.size

@@ -81,6 +81,7 @@ class TfdsWriter(ShardedWriter):
     def __init__(self, out: Path, options: Options) -> None:
         super().__init__(out, options)
         self.file_format = options.tfds_file_format
+        self.num_bytes: dict[str, int] = {}  # per split: its serialized examples' bytes
 
     def identity(self, source: str) -> str:
         return f"{source} tfds {self.file_format}"
@@ -110,7 +111,8 @@ class TfdsWriter(ShardedWriter):
                 raise LtError(f"{split}: {jobs[a].rel} and {jobs[b].rel} share the file name TFDS keys"
                               " its examples by")
         ordered = [jobs[i] for i in order]
-        num_bytes = sum(tfrecord.record_length(file_name(j), j.size, j.label) for j in ordered)
+        length = tfrecord.record_length
+        num_bytes = self.num_bytes[split] = sum([length(j.rel.rpartition("/")[2], j.size, j.label) for j in jobs])
         count = shard_count(num_bytes, len(ordered))
         starts = [0, *shard_bounds(len(ordered), count)]
         return [Shard(f"{self.folder}/{tfds_info.shard_name(name, self.file_format, i, count)}", split,
@@ -120,7 +122,7 @@ class TfdsWriter(ShardedWriter):
         jobs = [j for sh in shards for j in sh.jobs]
         return {**super().split_meta(split, shards), "file_format": self.file_format,
                 "tfds_split": LIBRARY_SPLITS[split], "list_bytes": list_bytes(split, jobs),
-                "num_bytes": sum(tfrecord.record_length(file_name(j), j.size, j.label) for j in jobs)}
+                "num_bytes": self.num_bytes[split]}
 
     def write_index(self, complete: dict[str, dict]) -> None:
         """dataset_info.json lists the finished splits (TFDS takes the folder as prepared once

@@ -14,6 +14,7 @@ TFRecord: u64le length, u32le masked crc32c(length), data, u32le masked crc32c(d
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import BinaryIO, Iterator, NamedTuple
 
 OVERHEAD = 16  # TFRecord bytes around each record
@@ -23,6 +24,8 @@ _U32 = struct.Struct("<I")
 
 
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while True:
         low, n = n & 0x7F, n >> 7
@@ -32,9 +35,12 @@ def _varint(n: int) -> bytes:
         out.append(low | 0x80)
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
 def _head(field: int, length: int) -> bytes:
-    """The tag and length of a length-delimited field."""
-    return _varint(field << 3 | 2) + _varint(length)
+    """The tag and length of a length-delimited field (field numbers below 16: one tag byte)."""
+    return _SMALL[field << 3 | 2] + _varint(length)
 
 
 def _ld(field: int, payload: bytes) -> bytes:
@@ -46,25 +52,51 @@ def _entry(key: bytes, feature: bytes) -> bytes:
     return _ld(1, _ld(1, key) + _ld(2, feature))
 
 
+_IMAGE_KEY = _ld(1, b"image")
+
+
+@lru_cache(maxsize=4096)
+def _label_entry(label: int) -> bytes:
+    return _entry(b"label", _ld(3, _ld(1, _varint(label))))
+
+
 def example_parts(file_name: str, size: int, label: int) -> tuple[bytes, bytes]:
     """(head, tail) such that head + image + tail is the Example for an image of `size` bytes:
     Example{1: Features{1: entries file_name, image, label}}; Feature bytes_list=1, int64_list=3
     (packed); BytesList / Int64List value=1."""
     name = _entry(b"file_name", _ld(1, _ld(1, file_name.encode("utf-8"))))
-    label_entry = _entry(b"label", _ld(3, _ld(1, _varint(label))))
+    tail = _label_entry(label)
     value = _head(1, size)  # BytesList.value
-    bytes_list = len(value) + size
-    feature = _head(1, bytes_list)  # Feature.bytes_list
-    key = _ld(1, b"image")
-    entry_len = len(key) + len(_head(2, len(feature) + bytes_list)) + len(feature) + bytes_list
-    image_head = _head(1, entry_len) + key + _head(2, len(feature) + bytes_list) + feature + value
-    features = len(name) + len(image_head) + size + len(label_entry)
-    return _head(1, features) + name + image_head, label_entry
+    feature = _head(1, len(value) + size)  # Feature.bytes_list
+    feature_len = len(feature) + len(value) + size
+    middle = _IMAGE_KEY + _head(2, feature_len) + feature + value
+    image_head = _head(1, len(middle) + size) + middle
+    return _head(1, len(name) + len(image_head) + size + len(tail)) + name + image_head, tail
+
+
+def _vlen(n: int) -> int:
+    return (n.bit_length() + 6) // 7 or 1
+
+
+def _ld_len(n: int) -> int:
+    return 1 + _vlen(n) + n
+
+
+@lru_cache(maxsize=None)
+def _fixed_length(name_bytes: int, label: int) -> int:
+    """The bytes of the file_name and label map entries."""
+    name = _ld_len(_ld_len(9) + _ld_len(_ld_len(_ld_len(name_bytes))))
+    return name + _ld_len(_ld_len(5) + _ld_len(_ld_len(_ld_len(_vlen(label)))))
 
 
 def record_length(file_name: str, size: int, label: int) -> int:
-    head, tail = example_parts(file_name, size, label)
-    return len(head) + size + len(tail)
+    """len(head + image + tail) of `example_parts`, by arithmetic alone (a plan makes one per
+    example)."""
+    feature = _ld_len(_ld_len(size))
+    image_payload = 8 + _vlen(feature) + feature  # the key "image" (7 bytes) and the feature
+    name_bytes = len(file_name) if file_name.isascii() else len(file_name.encode("utf-8"))
+    entries = _fixed_length(name_bytes, label) + 1 + _vlen(image_payload) + image_payload
+    return 1 + _vlen(entries) + entries
 
 
 def masked(crc: int) -> int:
