@@ -230,13 +230,10 @@ def _fill_at(path: str, when: str) -> None:
     """Fill the disk at `when`: "journal" (before a split's journal is started), "copy:N"
     (before the Nth file copy) or "manifest" (before the first manifest is written)."""
     if when in ("journal", "manifest"):
-        module, name = (folders_format.FoldersWriter, "record") if when == "journal" else (manifest, "write_split")
-        original = getattr(module, name)
-
-        def filling(*args: Any) -> Any:
-            _fill(path)
-            return original(*args)
-        setattr(module, name, filling)
+        targets = [(folders_format.FoldersWriter, "record"), (sharded.ShardedWriter, "record")] \
+            if when == "journal" else [(manifest, "write_split")]
+        for module, name in targets:
+            setattr(module, name, _filling(path, getattr(module, name)))
         return
     n = int(when.split(":")[1])
     write_file = folders_format.write_file
@@ -247,6 +244,13 @@ def _fill_at(path: str, when: str) -> None:
             _fill(path)
         return write_file(*args)
     folders_format.write_file = filling_copy
+
+
+def _filling(path: str, original: Callable) -> Callable:
+    def filling(*args: Any, **kw: Any) -> Any:
+        _fill(path)
+        return original(*args, **kw)
+    return filling
 
 
 def _fill(path: str) -> None:

@@ -75,6 +75,9 @@ class HfWriter(ShardedWriter):
     def identity(self, source: str) -> str:
         return f"{source} hf {self.size}"
 
+    def shard_bytes(self, shard: Shard) -> int:
+        return arrow_bytes(shard.jobs)
+
     def owns(self, name: str, split: str) -> bool:
         return name.startswith(f"{LIBRARY_SPLITS[split]}-") and name.endswith(".parquet")
 

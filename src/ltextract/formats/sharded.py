@@ -25,12 +25,14 @@ from ltextract.out import TMP_SUFFIX, manifest
 from ltextract.out.folders import Folders, ensure_dir, place_atomically, unchanged
 from ltextract.out.journal import Batch, Done, Journal, journal_line, journal_path, read_journal_entries
 from ltextract.out.manifest import POSITION_COLUMNS, Row, read_metadata
-from ltextract.out.resume import check_space
+from ltextract.out.resume import BLOCK_SLACK, check_space
 from ltextract.plan import Job
 
 #: What a shard writer holds at once where records must be written in order (array_record,
 #: parquet): images read in the order of their bytes in the source, then written in record order.
 WINDOW, WINDOW_FILES = 8 << 20, 4096
+#: room for the index files (dataset_info.json, labels, the card), in the free-space check
+INDEX_SLACK = 64 << 10
 #: ltextract's split names -> the names TFDS and the Hub give them
 LIBRARY_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
@@ -124,6 +126,10 @@ class ShardedWriter(Writer):
         """Write the shard into `fd`; returns each example's image sha256, in record order."""
         raise NotImplementedError
 
+    def shard_bytes(self, shard: Shard) -> int:
+        """About what the shard's file takes, for the free-space check."""
+        raise NotImplementedError
+
     def owns(self, name: str, split: str) -> bool:
         """Whether `name` in the folder is one of `split`'s shards, of any plan."""
         raise NotImplementedError
@@ -144,10 +150,12 @@ class ShardedWriter(Writer):
         parts = self.folder.split("/")
         for depth in range(1, len(parts) + 1):
             ensure_dir(self.out.joinpath(*parts[:depth]))
+        works = [self._begin_split(split, split_jobs, identities[split]) for split, split_jobs in jobs.items()]
+        todo = [self.by_rel[rel] for w in works for rel in w.units]
+        check_space(self.out, [j for w in works for j in w.todo],
+                    sum(self.shard_bytes(sh) + BLOCK_SLACK for sh in todo) + INDEX_SLACK)
         self.complete = {s: r for s, r in recorded(self.out, self.name).items() if s not in jobs}
         self.write_index(self.complete)
-        works = [self._begin_split(split, split_jobs, identities[split]) for split, split_jobs in jobs.items()]
-        check_space(self.out, [j for w in works for j in w.todo])
         return works
 
     def _begin_split(self, split: str, jobs: list[Job], source: str) -> SplitWork:
