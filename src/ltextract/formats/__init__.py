@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Iterable, Iterator, Optional
 
 from ltextract.errors import LtError, UsageError
+from ltextract.out.folders import Folders
 
 if TYPE_CHECKING:
     from ltextract.out.journal import Batch, Done
@@ -71,6 +72,7 @@ class Writer:
 
     def __init__(self, out: Path, options: Options):
         self.out, self.options = out, options
+        self.folders: Optional[Folders] = None
 
     @classmethod
     def usable(cls, options: Options) -> None:
@@ -95,10 +97,13 @@ class Writer:
 
     def open(self, works: list[SplitWork], threads: bool = False) -> None:
         """Resources every unit shares (forked workers inherit them); `threads`: examples come
-        one by one from a stream's thread pool (`write`)."""
+        one by one from a stream's thread pool (`write`). By default OUT's folders, held open."""
+        self.folders = Folders(self.out)
 
     def close(self) -> None:
-        pass
+        if self.folders is not None:
+            self.folders.close()
+            self.folders = None
 
     # --- worker -------------------------------------------------------------------------
     def write_unit(self, unit: Any, read: Read, stopped: Callable[[], bool]) -> Batch:
@@ -151,6 +156,16 @@ FORMATS = tuple(_WRITERS)
 def writer_class(name: str) -> type[Writer]:
     module, _, cls = _WRITERS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def shard_counts(shards: int, kept: int) -> dict:
+    """A sharded split's counts for the summary: a shard is what a re-run keeps or rewrites."""
+    return {"copied_shards": shards - kept, "kept_shards": kept}
+
+
+def describe_shards(split: str, record: dict, shards: int, what: str) -> str:
+    return (f"{split}: {record['files']:,} {what} in {shards:,} shard(s), {record['bytes'] / 1e6:,.1f} MB"
+            f" (wrote {record['copied_shards']:,}, kept {record['kept_shards']:,})")
 
 
 def need_extra(module: str, extra: str, fmt: str) -> None:

@@ -13,7 +13,9 @@ push_to_hub cuts them; each shard's images are read a window at a time in the or
 """
 from __future__ import annotations
 
+import array
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -24,7 +26,7 @@ from ltextract.errors import LtError
 from ltextract.files import atomic_write, unlink_quietly
 from ltextract.formats import Options, Problem, Read, need_extra
 from ltextract.formats.sharded import (LIBRARY_SPLITS, Damaged, Shard, ShardedWriter, Stopped, file_name,
-                                       read_window, windows)
+                                       prefetched, source_order)
 from ltextract.formats.webdataset import ShardSize
 from ltextract.plan import Job
 
@@ -118,28 +120,22 @@ class HfWriter(ShardedWriter):
 
     # --- worker -------------------------------------------------------------------------
     def write_shard(self, fd: int, shard: Shard, read: Read, stopped: Callable[[], bool]) -> list[bytes]:
-        import pyarrow as pa
+        """A row group per window of images, each window's images copied into one buffer that
+        Arrow takes as it is; no statistics of the image column (min/max of whole images cost
+        more than writing them)."""
         import pyarrow.parquet as pq
 
         arrow = schema(wnids())
         digests: list[bytes] = []
-        leaves = ("image.bytes", "image.path")
         with open(fd, "wb", closefd=False) as f, \
                 pq.ParquetWriter(f, arrow, compression={"image.bytes": "none", "image.path": "none",
                                                         "label": "snappy", "file_name": "snappy"},
-                                 use_dictionary=["label", "file_name"],
-                                 column_encoding={leaf: "PLAIN" for leaf in leaves}) as writer:
-            for window in windows(shard.jobs):
-                data = read_window(window, read, stopped)
-                if stopped():
-                    raise Stopped()
-                names = pa.array([file_name(j) for j in window], pa.string())
-                image = pa.StructArray.from_arrays([pa.array(data, pa.binary()), names],
-                                                   fields=list(arrow.field("image").type))
-                writer.write_table(pa.Table.from_arrays(
-                    [image, pa.array([j.label for j in window], pa.int64()), names], schema=arrow),
-                    row_group_size=len(window))
-                digests += [hashlib.sha256(d).digest() for d in data]
+                                 use_dictionary=["label", "file_name"], write_statistics=["label", "file_name"],
+                                 column_encoding={"image.bytes": "PLAIN", "image.path": "PLAIN"}) as writer:
+            for window, (table, window_digests) in prefetched(
+                    shard.jobs, lambda jobs: _window_table(arrow, jobs, read, stopped)):
+                writer.write_table(table, row_group_size=len(window))
+                digests += window_digests
         return digests
 
     # --- verify -------------------------------------------------------------------------
@@ -181,6 +177,35 @@ class HfWriter(ShardedWriter):
         except UnicodeDecodeError:
             same = False
         return [] if same else [Problem(CARD, "differs from the dataset card of the finished splits")]
+
+
+def _window_table(arrow, jobs: list[Job], read: Read, stopped: Callable[[], bool]):
+    """The rows of `jobs` as a table, their images read in the order of the tar; and each
+    image's sha256."""
+    import pyarrow as pa
+
+    ends = list(itertools.accumulate(j.size for j in jobs))
+    if ends[-1] >= 1 << 31:
+        raise LtError(f"{file_name(jobs[0])}: an image of {jobs[0].size:,} bytes is too large for a parquet row")
+    starts = [0, *ends[:-1]]
+    buffer = bytearray(ends[-1])
+    view = memoryview(buffer)
+    digests = [b""] * len(jobs)
+    for i in source_order(jobs):
+        if stopped():
+            raise Stopped()
+        data = read(jobs[i])
+        if len(data) != jobs[i].size:
+            raise LtError(f"{jobs[i].file}: {file_name(jobs[i])} holds {len(data):,} bytes, its index"
+                          f" {jobs[i].size:,}; the source changed during the build, re-run it")
+        view[starts[i]:ends[i]] = data
+        digests[i] = hashlib.sha256(data).digest()
+    offsets = pa.py_buffer(array.array("i", [0, *ends]).tobytes())
+    images = pa.Array.from_buffers(pa.binary(), len(jobs), [None, offsets, pa.py_buffer(buffer)])
+    names = pa.array([file_name(j) for j in jobs], pa.string())
+    image = pa.StructArray.from_arrays([images, names], fields=list(arrow.field("image").type))
+    return pa.Table.from_arrays([image, pa.array([j.label for j in jobs], pa.int64()), names],
+                                schema=arrow), digests
 
 
 def render_card(out: Path, complete: dict[str, dict]) -> Optional[str]:

@@ -17,13 +17,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Collection, Iterable, Iterator, Optional
+from typing import Callable, ClassVar, Collection, Iterable, Iterator, Optional, TypeVar
 
 from ltextract.errors import LtError, write_error
-from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
+from ltextract.formats import Problem, Progress, Read, SplitWork, Writer, describe_shards, shard_counts
 from ltextract.out import TMP_SUFFIX, manifest
-from ltextract.out.folders import Folders, ensure_dir, place_atomically, unchanged
-from ltextract.out.journal import Batch, Done, Journal, journal_line, journal_path, read_journal_entries
+from ltextract.out.folders import ensure_dir, place_atomically, unchanged
+from ltextract.out.journal import (Batch, Done, Journal, close_all, journal_line, journal_path,
+                                   read_journal_entries)
 from ltextract.out.manifest import POSITION_COLUMNS, Row, read_metadata
 from ltextract.out.resume import BLOCK_SLACK, check_space
 from ltextract.plan import Job
@@ -33,6 +34,7 @@ from ltextract.plan import Job
 WINDOW, WINDOW_FILES = 8 << 20, 4096
 #: room for the index files (dataset_info.json, labels, the card), in the free-space check
 INDEX_SLACK = 64 << 10
+T = TypeVar("T")
 #: ltextract's split names -> the names TFDS and the Hub give them
 LIBRARY_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
@@ -84,6 +86,19 @@ def read_window(jobs: list[Job], read: Read, stopped: Callable[[], bool]) -> lis
     return data
 
 
+def prefetched(jobs: list[Job], prepare: Callable[[list[Job]], T]) -> Iterator[tuple[list[Job], T]]:
+    """`prepare(window)` for each window of `jobs`, the next one in a thread while the caller
+    writes this one: reads and hashing overlap the writes (both release the GIL)."""
+    runs = list(windows(jobs))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltx-window") as pool:
+        ahead = pool.submit(prepare, runs[0]) if runs else None
+        for i, run in enumerate(runs):
+            assert ahead is not None
+            ready = ahead.result()
+            ahead = pool.submit(prepare, runs[i + 1]) if i + 1 < len(runs) else None
+            yield run, ready
+
+
 def content_digest(jobs: list[Job], digests: list[bytes]) -> str:
     """What a shard holds: its examples' paths and image sha256s, in record order."""
     h = hashlib.sha256()
@@ -112,7 +127,6 @@ class ShardedWriter(Writer):
         self.kept: dict[str, list[Done]] = {}  # journaled shards still whole, per split
         self.keep_lines: dict[str, list[Done]] = {}  # what the new journal starts with
         self.complete: dict[str, dict] = {}  # finished splits -> their ltextract.json record
-        self.folders: Optional[Folders] = None
 
     # --- what a format says -------------------------------------------------------------
     def plan(self, split: str, jobs: list[Job]) -> list[Shard]:
@@ -209,14 +223,6 @@ class ShardedWriter(Writer):
     def unit_files(self, unit: str) -> int:  # type: ignore[override]
         return len(self.by_rel[unit].jobs)
 
-    def open(self, works: list[SplitWork], threads: bool = False) -> None:
-        self.folders = Folders(self.out)
-
-    def close(self) -> None:
-        if self.folders is not None:
-            self.folders.close()
-            self.folders = None
-
     # --- worker -------------------------------------------------------------------------
     def write_unit(self, unit: str, read: Read, stopped: Callable[[], bool]) -> Batch:
         """One shard, whole; returns its journal entry and its images' digests (32 bytes each)."""
@@ -269,11 +275,7 @@ class ShardedWriter(Writer):
                     if not left[shard.split] and on_whole:
                         on_whole(by_split[shard.split], done[shard.split])
             finally:
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    close()
-                for journal in journals.values():
-                    journal.close()
+                close_all(batches, journals.values())
         except OSError as e:  # the journals' own writes; the copy engine words its errors itself
             raise LtError(write_error(journal_path(self.out, works[0].split), e)) from None
         return done
@@ -288,14 +290,11 @@ class ShardedWriter(Writer):
         meta = self.split_meta(work.split, shards)
         self.complete[work.split] = meta
         self.write_index(self.complete)
-        kept = len(self.kept[work.split])
-        return rows, meta, {"copied_shards": len(shards) - kept, "kept_shards": kept}
+        return rows, meta, shard_counts(len(shards), len(self.kept[work.split]))
 
     @staticmethod
     def describe(split: str, record: dict) -> str:
-        return (f"{split}: {record['files']:,} examples in {len(record['shards']):,} shard(s),"
-                f" {record['bytes'] / 1e6:,.1f} MB (wrote {record['copied_shards']:,},"
-                f" kept {record['kept_shards']:,})")
+        return describe_shards(split, record, len(record["shards"]), "examples")
 
     # --- verify -------------------------------------------------------------------------
     @classmethod

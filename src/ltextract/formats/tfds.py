@@ -26,7 +26,7 @@ from ltextract.errors import LtError, UsageError
 from ltextract.files import atomic_write, unlink_quietly
 from ltextract.formats import Options, Problem, Read, need_extra, tfds_info, tfrecord
 from ltextract.formats.sharded import (LIBRARY_SPLITS, Damaged, Shard, ShardedWriter, Stopped, file_name,
-                                       read_window, recorded, source_order, windows)
+                                       prefetched, read_window, recorded, source_order)
 from ltextract.out.journal import read_journal_entries
 from ltextract.plan import Job
 
@@ -229,17 +229,25 @@ def write_array_record(fd: int, jobs: list[Job], read: Read, stopped: Callable[[
     try:
         writer = ArrayRecordWriter(f"/proc/self/fd/{fd}", "group_size:1")  # the file place_atomically made
         try:
-            for window in windows(jobs):
-                for job, data in zip(window, read_window(window, read, stopped)):
-                    _check_size(job, data)
-                    head, tail = tfrecord.example_parts(file_name(job), job.size, job.label)
-                    writer.write(head + data + tail)
-                    digests.append(hashlib.sha256(data).digest())
+            for _, records in prefetched(jobs, lambda window: _records_of(window, read, stopped)):
+                for record, digest in records:
+                    writer.write(record)
+                    digests.append(digest)
         finally:
             writer.close()
     except RuntimeError as e:  # riegeli words an OS error in its message
         raise _os_error(str(e)) from None
     return digests
+
+
+def _records_of(jobs: list[Job], read: Read, stopped: Callable[[], bool]) -> list[tuple[bytes, bytes]]:
+    """Each job's whole record and its image's sha256, the images read in the order of the tar."""
+    out = []
+    for job, data in zip(jobs, read_window(jobs, read, stopped)):
+        _check_size(job, data)
+        head, tail = tfrecord.example_parts(file_name(job), job.size, job.label)
+        out.append((head + data + tail, hashlib.sha256(data).digest()))
+    return out
 
 
 def _os_error(message: str) -> OSError:
