@@ -29,15 +29,16 @@ def _path(p: Optional[PathLike]) -> Optional[Path]:
 def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Sequence[str] = (),
           splits_dir: Optional[PathLike] = None, split_urls: Optional[Mapping[str, str]] = None,
           strategy: str = "auto", workers: int = DEFAULT_WORKERS, format: str = "folders",
-          shard_size: str = "1GB", train_source: Optional[PathLike] = None,
+          shard_size: Optional[str] = None, train_source: Optional[PathLike] = None,
           val_source: Optional[PathLike] = None, link: str = "copy", quiet: bool = False,
-          benchmark: Optional[str] = None) -> dict[str, Any]:
+          benchmark: Optional[str] = None, tfds_file_format: str = "tfrecord") -> dict[str, Any]:
     """Build the benchmark's splits (default: all) into `out`; returns the summary that
     `ltextract build --json` prints. Resumable: run it again after any interruption.
-    `train_source`/`val_source`: a tar, split tar, folder of class tars or tree ("-": stdin)."""
+    `train_source`/`val_source`: a tar, split tar, folder of class tars or tree ("-": stdin).
+    `shard_size`: webdataset (default 1GB) and hf (default 500MB) shards."""
     from ltextract import pipeline
     from ltextract.benchmarks import get
-    from ltextract.formats import FORMATS, writer_class
+    from ltextract.formats import FORMATS, Options, writer_class
     from ltextract.formats.links import MODES
     from ltextract.formats.webdataset import parse_shard_size
     from ltextract.out.folders import raise_open_files
@@ -49,11 +50,12 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
     _choose("strategy", strategy, STRATEGIES)
     _choose("link", link, MODES)
     try:
-        shards = parse_shard_size(shard_size)
+        shards = None if shard_size is None else parse_shard_size(shard_size)
     except ValueError as e:
         raise UsageError(f"--shard-size: {e}") from None
     if link != "copy" and format != "folders":
         raise UsageError("--link applies to --format folders (shards always hold copies)")
+    writer_class(format).usable(Options(link, shards, tfds_file_format=tfds_file_format))
     chosen = tuple(dict.fromkeys(splits)) or bench.split_names
     for split in (*chosen, *(split_urls or {})):
         bench.split(split)  # an unknown name fails here
@@ -74,7 +76,7 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
     assert out_path is not None
     return pipeline.run_build(pipeline.BuildRequest(
         out_path, bench, chosen, _path(splits_dir), dict(split_urls or {}), srcs, strategies, format,
-        shards, link, workers), quiet)
+        shards, link, workers, tfds_file_format), quiet)
 
 
 def _choose(what: str, value: str, allowed: Sequence[str]) -> None:

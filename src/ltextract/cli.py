@@ -112,9 +112,14 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Copy worker processes (seek) or writer threads (stream): reads and writes in flight.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="folders", show_default=True,
-              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards.")
-@click.option("--shard-size", default="1GB", show_default=True, metavar="SIZE|Nfiles",
-              help="webdataset shard size: bytes (512MB, 1GiB) or samples per shard (5000files).")
+              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards;"
+                   " tfds: OUT/imagenet_lt/1.0.0 as TensorFlow Datasets prepares it (tfds.load);"
+                   " hf: parquet shards and a dataset card (datasets.load_dataset).")
+@click.option("--shard-size", metavar="SIZE|Nfiles",
+              help="webdataset and hf shard size: bytes (512MB, 1GiB) or samples per shard (5000files)"
+                   " [default: 1GB for webdataset, 500MB for hf; tfds shards as TFDS does].")
+@click.option("--tfds-file-format", type=click.Choice(["tfrecord", "array_record"]), default="tfrecord",
+              show_default=True, help="--format tfds: TFRecord (tfds.load) or ArrayRecord (tfds.data_source).")
 @click.option("--train-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
               help="Train images from this tar, folder of class tars or tree [default: detected].")
 @click.option("--val-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
@@ -125,10 +130,10 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @quiet_option
 @progress_option
 def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
-          split_urls: tuple[str, ...], strategy: str, workers: int, fmt: str, shard_size: str,
-          train_source: Optional[Path], val_source: Optional[Path], link: str, as_json: bool,
-          quiet: bool) -> None:
-    """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
+          split_urls: tuple[str, ...], strategy: str, workers: int, fmt: str, shard_size: Optional[str],
+          tfds_file_format: str, train_source: Optional[Path], val_source: Optional[Path], link: str,
+          as_json: bool, quiet: bool) -> None:
+    """Build OUT/<split>/<wnid>/<file> (or shards: webdataset, tfds, hf) with CSV manifests; resumable.
 
     The manual dir may hold the two tars, tars split into parts (.tar.001, .002, ...), the
     train tar unpacked into class tars (ILSVRC2012_img_train/n*.tar), or extracted trees
@@ -140,12 +145,13 @@ def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits
       ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
       ssh nas cat /data/ILSVRC2012_img_train.tar | ltextract build --train-source - --split train ...
       ltextract build --out lt-wds --format webdataset --shard-size 512MB
+      ltextract build --out ~/data/lt-tfds --format tfds   # tfds.load('imagenet_lt', data_dir=...)
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     summary = api.build(out, manual_dir, splits=splits, splits_dir=splits_dir,
                         split_urls=parse_split_urls(split_urls), strategy=strategy, workers=workers,
                         format=fmt, shard_size=shard_size, train_source=train_source,
-                        val_source=val_source, link=link, quiet=quiet)
+                        val_source=val_source, link=link, quiet=quiet, tfds_file_format=tfds_file_format)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 

@@ -40,6 +40,7 @@ class BuildRequest:
     shard_size: Any
     link: str
     workers: int
+    tfds_file_format: str = "tfrecord"
 
 
 #: Each tar's splits are built in a process of their own, side by side, when both tars hold at
@@ -133,7 +134,7 @@ def build_lists(req: BuildRequest, lists: dict[str, SplitList], quiet: bool,
         unindexed = frozenset(o for o in streamed if cached.get(o) is None)
         planned = plan.plan(lists, srcs, BuildIndexes({o: i for o, i in cached.items() if i}, quiet,
                                                       kind.keeps_partial), req.link, unindexed)
-        writer = kind(req.out, Options(req.link, req.shard_size, lambda m: say(m, quiet)))
+        writer = kind(req.out, Options(req.link, req.shard_size, lambda m: say(m, quiet), req.tfds_file_format))
         works = writer.begin(planned.jobs, {s: planned.identities[origin_of[s]] for s in lists},
                              {s for s in lists if origin_of[s] in planned.cuts})
         stack.callback(writer.end, works)

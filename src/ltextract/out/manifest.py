@@ -20,6 +20,8 @@ from ltextract.files import atomic_write, read_json
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
 SHARD_COLUMNS = ("shard", "key")
+#: ... in a --format tfds or hf build: the shard and the example's 0-based position in it.
+POSITION_COLUMNS = ("shard", "index")
 METADATA = "ltextract.json"
 
 
@@ -30,8 +32,8 @@ class Row:
     wnid: str
     size: int
     sha256: str
-    shard: str = ""  # webdataset builds only
-    key: str = ""
+    shard: str = ""  # sharded builds only
+    key: str = ""  # webdataset's sample key; tfds and hf: the position in the shard, in decimal
 
     @property
     def file_name(self) -> str:
@@ -48,13 +50,13 @@ def list_path(out: Path, list_name: str) -> Path:
     return out / list_name
 
 
-def render_manifest(rows: list[Row]) -> bytes:
-    """The same columns whatever the source; webdataset builds add where each sample lives.
+def render_manifest(rows: list[Row], shard_columns: tuple[str, str] = SHARD_COLUMNS) -> bytes:
+    """The same columns whatever the source; sharded builds add where each sample lives.
 
     Exactly what `csv.writer` writes: rows are joined directly (4x faster), unless a field holds
     a character csv may quote (a comma or line break makes the counts below differ; a quote)."""
     sharded = any(r.shard for r in rows)
-    columns = COLUMNS + SHARD_COLUMNS if sharded else COLUMNS
+    columns = COLUMNS + shard_columns if sharded else COLUMNS
     tails = (f",{r.shard},{r.key}" for r in rows) if sharded else itertools.repeat("")
     # file_name inlined: a property call per row was about a tenth of the rendering time
     lines = [f"{r.path},{r.label},{r.wnid},{r.size},{r.sha256},{r.path.rpartition('/')[2]}{tail}\n"
@@ -77,10 +79,11 @@ def render_list(rows: Iterable[Row]) -> bytes:
     return "".join([f"{r.path} {r.label}\n" for r in rows]).encode("utf-8")
 
 
-def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None) -> None:
+def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None,
+                shard_columns: tuple[str, str] = SHARD_COLUMNS) -> None:
     """The manifest, and the list rewritten under `list_name` (none for shards: a list of paths
     that do not exist on disk would mislead)."""
-    atomic_write(manifest_path(out, split), render_manifest(rows))
+    atomic_write(manifest_path(out, split), render_manifest(rows, shard_columns))
     if list_name:
         atomic_write(list_path(out, list_name), render_list(rows))
 
@@ -96,12 +99,13 @@ def read_manifest(out: Path, split: str) -> list[Row]:
     if header is None or tuple(header[:5]) != COLUMNS[:5]:
         raise LtError(f"{path}:1: not an ltextract manifest (header {header})")
     cols = {name: i for i, name in enumerate(header)}
+    where = SHARD_COLUMNS if "key" in cols else POSITION_COLUMNS
     rows = []
     for n, rec in enumerate(reader, start=2):
         try:
             rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]],
                             int(rec[cols["size"]]), rec[cols["sha256"]],
-                            *(rec[cols[c]] for c in SHARD_COLUMNS if c in cols)))
+                            *(rec[cols[c]] for c in where if c in cols)))
         except (IndexError, ValueError):
             raise LtError(f"{path}:{n}: malformed manifest row") from None
     return rows
