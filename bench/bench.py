@@ -3,7 +3,8 @@
     python bench/bench.py [--data DIR] [--runs N] [--quick]
 
 Builds (once, cached in DIR) two synthetic manual dirs: a full-count set (1000 classes, 1,250
-members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads).
+members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads), and
+the full-count set's images in the Hugging Face Hub's two shapes (bench/hub_bench.py).
 Every measurement runs in a child process; each round runs every contender once (A B C A B C …)
 so the machine's noise hits them alike, and the table shows medians and ratios. Storage bytes
 read and peak RSS come from the child's rusage (wait4). The table goes to stdout, progress to
@@ -408,7 +409,7 @@ def main() -> None:
                          " extraction at 1.25M files).")
     ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
     ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
-    ap.add_argument("--skip", default="", help="Comma-separated sections to skip: index,build,sized,cold.")
+    ap.add_argument("--skip", default="", help="Comma-separated sections to skip: index,build,sized,cold,hub.")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     strategies = args.strategies.split(",")
@@ -442,6 +443,10 @@ def main() -> None:
             report.append(bench_build_sized(real, work, rounds, strategies))
         if "cold" not in skip:
             report.append(bench_cold(real, work, rounds, strategies))
+        if "hub" not in skip:
+            sys.modules.setdefault("bench", sys.modules[__name__])  # one module: its TRASH, QUICK
+            from hub_bench import bench_hub  # (beside this script)
+            report.append(bench_hub(full, data, work, rounds, args.quick))
         print("\n".join(report), flush=True)
     finally:
         say("deleting the outputs of every run (kept until now, see clear())")

@@ -102,30 +102,30 @@ def die_with(parent: int) -> None:
 
 def fork_each(task: Callable[[T], Iterator[R]], items: Sequence[T], workers: int,
               what: str) -> Iterator[R]:
-    """Everything `task(item)` yields, for each item in a forked process of its own (`workers`
-    at once), yielded here as it comes: long tasks (a shard read front to back) report as they
-    go, not once at the end.
+    """Everything `task(item)` yields, for every item, computed in `workers` forked processes
+    (each takes the next item when done with one: a process's start-up, such as importing a
+    library, is paid once), yielded here as it comes: long tasks (a shard read front to back)
+    report as they go, not once at the end.
 
     A task's error (an LtError, an OSError) is raised here once it comes, and stops the others;
     closing the iterator early (an error, Ctrl-C) stops the running tasks (SIGTERM: each ends
     after the file in hand) and waits for them. A process that dies becomes an LtError naming
     `what`."""
-    queue = list(items)
-    running: dict[Any, int] = {}  # the reading end of each task's pipe -> its pid
+    taken = multiprocessing.Value("q", 0)  # items handed out so far: the queue, shared
+    running: dict[Any, int] = {}  # the reading end of each process's pipe -> its pid
     parent = os.getpid()
     gc.freeze()  # a collection in a worker would touch, and so copy, every inherited object
     try:
-        while queue or running:
-            while queue and len(running) < max(1, workers):
-                r, w = multiprocessing.Pipe(duplex=False)
-                item = queue.pop(0)
-                with _signals_held():
-                    pid = os.fork()
-                    if pid == 0:
-                        r.close()
-                        _each(task, item, w, parent)
-                w.close()
-                running[r] = pid
+        for _ in range(max(1, min(workers, len(items)))):
+            r, w = multiprocessing.Pipe(duplex=False)
+            with _signals_held():
+                pid = os.fork()
+                if pid == 0:
+                    r.close()
+                    _each(task, items, taken, w, parent)
+            w.close()
+            running[r] = pid
+        while running:
             for r in multiprocessing.connection.wait(list(running)):
                 try:
                     kind, value = r.recv()
@@ -143,7 +143,7 @@ def fork_each(task: Callable[[T], Iterator[R]], items: Sequence[T], workers: int
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         for r, pid in running.items():
-            with contextlib.suppress(EOFError, OSError):
+            with contextlib.suppress(EOFError, OSError, pickle.UnpicklingError):
                 while True:
                     r.recv()  # what it still sends, unread, would block its exit
             os.waitpid(pid, 0)
@@ -151,9 +151,10 @@ def fork_each(task: Callable[[T], Iterator[R]], items: Sequence[T], workers: int
         gc.unfreeze()
 
 
-def _each(task: Callable[[Any], Iterator[Any]], item: Any, conn: Any, parent: int) -> None:
-    """A process `fork_each` starts: sends ("item", x) for each x `task(item)` yields, then its
-    outcome. Never returns."""
+def _each(task: Callable[[Any], Iterator[Any]], items: Sequence[Any], taken: Any, conn: Any,
+          parent: int) -> None:
+    """A process `fork_each` starts: takes the next item until none is left, and sends
+    ("item", x) for each x `task(item)` yields, then its outcome. Never returns."""
     status = 1
     try:
         die_with(parent)
@@ -161,8 +162,14 @@ def _each(task: Callable[[Any], Iterator[Any]], item: Any, conn: Any, parent: in
             signal.signal(sig, _stop_once)
 
         def run() -> None:
-            for x in task(item):
-                conn.send(("item", x))
+            while True:
+                with taken.get_lock():
+                    i = taken.value
+                    taken.value += 1
+                if i >= len(items):
+                    return
+                for x in task(items[i]):
+                    conn.send(("item", x))
 
         answer = _outcome(run)
         conn.send(("end", None) if answer[0] == "ok" else answer)
