@@ -323,9 +323,12 @@ def test_inflated_reads_multi_member_gzip_and_checks_its_end(tmp_path, lib):
     path = tmp_path / "x.gz"
     path.write_bytes(gzip.compress(payload[:123_456]) + gzip.compress(payload[123_456:]) + bytes(1024))
     f = Inflated(path, "x.gz", lib)
-    assert f.read(10) == payload[:10]
-    assert f.skip(500_000) == 500_000
-    assert f.read(1 << 30) == payload[500_010:]
+    buf, base = f.span(0, 10)
+    assert base == 0 and buf[:10] == payload[:10]
+    buf, base = f.span(500_000, 500_010)  # what lies before is dropped
+    assert base == 500_000 and buf[:10] == payload[500_000:500_010]
+    buf, base = f.span(500_005, 1 << 30)
+    assert base == 500_005 and buf == payload[500_005:]
     f.finish()
     assert not f.cut
     path.write_bytes(gzip.compress(payload) + b"GARBAGE!")
@@ -333,10 +336,40 @@ def test_inflated_reads_multi_member_gzip_and_checks_its_end(tmp_path, lib):
         Inflated(path, "x.gz", lib).finish()
     path.write_bytes(gzip.compress(payload)[:-3])  # only the trailer is cut
     f = Inflated(path, "x.gz", lib)
-    assert f.read(1 << 30) == payload
+    assert f.span(0, 1 << 30) == (payload, 0)
     f.finish()
     assert "x.gz is truncated: its gzip data stops at byte" in f.cut
 
 
 def test_the_fastest_inflate_library_installed_is_used():
     assert inflate_library().__name__ in ("zlib_ng.zlib_ng", "isal.isal_zlib")  # the test extra has zlib-ng
+
+
+@pytest.mark.parametrize("window", [600, 1000, 4096, 50_000])
+@pytest.mark.parametrize("fmt", ["gnu", "pax", "ustar"])
+def test_the_windowed_walk_finds_what_tarfile_finds(tmp_path, monkeypatch, window, fmt):
+    """Members straddle the windows in every way (headers, long-name records, payloads, padding)."""
+    import random
+    import tarfile
+
+    from ltextract.sources import hub_targz
+    from ltextract.synth.tars import Tar, long_name
+
+    rng = random.Random(window)
+    tar = Tar(fmt)
+    for i in range(60):
+        name = f"n{i:08d}_{i}_n{i:08d}.JPEG"
+        tar.add(long_name(name, rng, fmt) if i % 7 == 3 else name, [os.urandom(rng.choice((0, 1, 511, 512, 513, 3000)))])
+    tar.finish()
+    raw = b"".join(bytes(c) for c in tar.chunks)
+    path = tmp_path / "t.tar.gz"
+    path.write_bytes(gzip.compress(raw))
+    with tarfile.open(path) as tf:
+        want = [(m.name.lstrip("./").encode(), tf.extractfile(m).read()) for m in tf if m.isreg()]
+    monkeypatch.setattr(hub_targz, "WINDOW", window)
+    inflated = Inflated(path, "t.tar.gz")
+    got = [(name.lstrip(b"./"), bytes(buf[o:o + s]))
+           for names, offsets, sizes, buf, _ in hub_targz.walk(inflated, "t.tar.gz")
+           for name, o, s in zip(names, offsets, sizes)]
+    inflated.finish()
+    assert got == want and not inflated.cut

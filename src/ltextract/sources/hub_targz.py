@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import zlib
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -21,10 +22,14 @@ from typing import Callable, Iterator, Optional
 from ltextract.errors import TarError
 from ltextract.sources import Job
 from ltextract.sources.hub import TARGZ, HubSource, renamer
-from ltextract.sources.stream import Cut, Forward, Wanted, copy_members, wanted_by_member
+from ltextract.sources.stream import Wanted, Writes, wanted_by_member
+from ltextract.tar.header import BLOCK, padded
+from ltextract.tar.truncation import Truncated, stream_cut_message
+from ltextract.tar.walk import check_head, collect_members
 
 INPUT = 1 << 20  # compressed bytes read at a time
 OUTPUT = 4 << 20  # inflated bytes made at a time, at most (zero padding inflates ~1000x)
+WINDOW = 16 << 20  # inflated bytes scanned at a time, at least
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -39,7 +44,7 @@ def inflate_library() -> ModuleType:
 
 
 class Inflated:
-    """A gzip file's inflated bytes, read forward (`read`, `skip`); a file of several gzip
+    """A gzip file's inflated bytes, read forward in spans (`span`); a file of several gzip
     members reads as one. Its end is checked: every member's CRC and length, and nothing after
     the last but zeros. A file that ends early reads as ending there, and `cut` says why."""
 
@@ -51,38 +56,37 @@ class Inflated:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         self.f = os.fdopen(fd, "rb", buffering=0)
         self.d = self.lib.decompressobj(31)
-        self.buf, self.at = b"", 0  # inflated bytes, and how many of them were read
+        self.buf, self.base = b"", 0  # inflated bytes kept, and the offset of the first
         self.pending = b""  # compressed bytes read but not yet inflated
         self.taken = 0  # compressed bytes read from the file
         self.done = False  # the end of the gzip data, or a cut
         self.cut = ""
         self._check_magic()
 
-    def seekable(self) -> bool:
-        return False
-
-    def read(self, n: int) -> bytes:
-        while len(self.buf) - self.at < n and self._fill():
-            pass
-        data = self.buf[self.at:self.at + n]
-        self.at += len(data)
-        return data
-
-    def skip(self, n: int) -> int:
-        """Pass over n bytes; returns how many there were."""
-        left = n
-        while len(self.buf) - self.at < left:
-            left -= len(self.buf) - self.at
-            self.buf, self.at = b"", 0
-            if not self._fill():
-                return n - left
-        self.at += left
-        return n
+    def span(self, start: int, stop: int) -> tuple[bytes, int]:
+        """The inflated bytes from offset `start` (those before it are dropped: it never goes
+        back) to `stop` or further, or to the end of the data: (bytes, the offset of the first)."""
+        while self.base + len(self.buf) < start:  # passed over without being scanned
+            self.base += len(self.buf)
+            self.buf = self._inflate()
+            if not self.buf:
+                break
+        self.buf, self.base = self.buf[max(0, start - self.base):], max(start, self.base)
+        parts, have = [self.buf], self.base + len(self.buf)
+        while have < stop:
+            out = self._inflate()
+            if not out:
+                break
+            parts.append(out)
+            have += len(out)
+        self.buf = b"".join(parts) if len(parts) > 1 else parts[0]
+        return self.buf, self.base
 
     def finish(self) -> None:
         """Inflate what is left after the tar (its padding, the gzip trailer): checked, dropped."""
-        while self._fill():
-            self.buf, self.at = b"", 0
+        self.buf = b""
+        while self._inflate():
+            pass
 
     def close(self) -> None:
         self.f.close()
@@ -103,8 +107,8 @@ class Inflated:
         self.taken += len(data)
         return data
 
-    def _fill(self) -> bool:
-        """Inflate more onto the buffer; False at the end of the data (or at a cut)."""
+    def _inflate(self) -> bytes:
+        """The next inflated bytes; b"" at the end of the data (or at a cut)."""
         while not self.done:
             d = self.d
             if d.eof:
@@ -115,7 +119,7 @@ class Inflated:
                 self.done = True
                 self.cut = (f"{self.label} is truncated: its gzip data stops at byte {self.taken:,},"
                             " before the end of the compressed stream (an incomplete download?)")
-                return False
+                return b""
             try:
                 out = d.decompress(data, OUTPUT)
             except self.lib.error as e:
@@ -124,10 +128,8 @@ class Inflated:
             if d.eof:
                 self.pending = d.unused_data
             if out:
-                self.buf = self.buf[self.at:] + out
-                self.at = 0
-                return True
-        return False
+                return out
+        return b""
 
     def _next_member(self) -> bool:
         """After a gzip member: another one (True), or the end, where only zeros may follow."""
@@ -147,14 +149,36 @@ class Inflated:
                        f" its gzip data (near byte {self.taken:,})")
 
 
-class InflatedForward(Forward):
-    """The tar walk's forward-only view of a shard's inflated bytes."""
-
-    def _skip(self, n: int) -> None:
-        if n > 0 and not self.skipped_past_end:
-            got = self.f.skip(n)
-            self.pos += got
-            self.skipped_past_end = got < n
+def walk(inflated: Inflated, label: str) -> Iterator[tuple[list[bytes], array, array, bytes, int]]:
+    """The tar's regular members, window by window: (names, payload offsets, sizes, the window,
+    its offset), offsets relative to the window, every payload whole in it. Each window is
+    scanned with the index scan's loop (`collect_members`), about a microsecond a member: the
+    Hub's shards hold 250,000 images each. A tar cut short raises `Truncated`."""
+    start, stop = 0, WINDOW
+    while True:
+        buf, base = inflated.span(start, stop)
+        if base == 0:
+            check_head(label, buf[:BLOCK])
+        names: list[bytes] = []
+        offsets, sizes = array("q"), array("q")
+        try:
+            collect_members(buf, start - base, len(buf), label, b"", names, offsets, sizes)
+            cut: Optional[Truncated] = None
+        except Truncated as t:
+            cut = t
+        if names:
+            yield names, offsets, sizes, buf, base
+            start = base + offsets[-1] + padded(sizes[-1])
+        end = base + len(buf)
+        if inflated.done and end < stop:  # all of it was scanned
+            if cut is not None:
+                raise Truncated(label, base + cut.header_at, base + cut.needs, cut.what, end,
+                                cut.padding)
+            return
+        # A member runs past the window (or the window ended at a header, or at the tar's end
+        # blocks): rescan from the end of the last whole member (a long-name record before the
+        # next one is read again), with more bytes.
+        stop = max(start + WINDOW, end + WINDOW, base + cut.needs if cut is not None else 0)
 
 
 @dataclass
@@ -167,18 +191,30 @@ class TarGzPass:
 
     def run(self, write: Callable[[Job, bytes], object], threads: int) -> Iterator[object]:
         inflated = Inflated(self.shard, self.label)
+        writes = Writes(write, threads)
+        by_name = self.wanted.get("", {})
+        rename = renamer(by_name, self.label)
+        seen: set[int] = set()
         try:
-            src = InflatedForward(inflated, self.label)  # type: ignore[arg-type]
             try:
-                yield from copy_members(src, self.label, False, self.wanted, write, threads,
-                                        rename=renamer(self.wanted.get("", {}), self.label))
+                for names, offsets, sizes, buf, _ in walk(inflated, self.label):
+                    for name, offset, size in zip(names, offsets, sizes):
+                        jobs = by_name.get(rename(name))
+                        for job in jobs or ():
+                            if id(job) in seen:  # a member stored twice: the later copy must land last
+                                yield from writes.drain()
+                            seen.add(id(job))
+                            yield from writes.submit(job, buf[offset:offset + size])
                 inflated.finish()
-            except Cut as e:
-                yield inflated.cut or str(e)
+            except Truncated as t:
+                yield from writes.drain()
+                yield inflated.cut or stream_cut_message(self.label, None, t, True)
                 return
+            yield from writes.drain()
             if inflated.cut:  # the tar is whole, but the gzip trailer (its CRC) is cut
                 yield inflated.cut
         finally:
+            writes.close()
             inflated.close()
 
 

@@ -100,11 +100,8 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
 
 
 def copy_members(src: Forward, label: str, nested: bool, wanted: Wanted, write: Write, workers: int,
-                 size: Optional[int] = None,
-                 rename: Optional[Callable[[bytes], bytes]] = None) -> Iterator[object]:
-    """`stream_copy` over any forward-only byte source (a file, a pipe, a decompressed stream).
-    `rename`: member name -> the name `wanted` knows it by (the Hub's `<file>_<wnid>.JPEG` ->
-    `<file>.JPEG`), or b"" to pass it over."""
+                 size: Optional[int] = None) -> Iterator[object]:
+    """`stream_copy` over a forward-only byte source."""
     check_head(label, src[0:BLOCK])
     writes = Writes(write, workers)
     seen: set[int] = set()
@@ -115,7 +112,7 @@ def copy_members(src: Forward, label: str, nested: bool, wanted: Wanted, write: 
                 by_name = wanted.get(group)
                 try:
                     for name, offset, length in members:
-                        jobs = by_name.get(rename(name) if rename else name) if by_name else None
+                        jobs = by_name.get(name) if by_name else None
                         if not jobs:
                             continue
                         data = src[offset:offset + length]
