@@ -446,7 +446,7 @@ def main() -> None:
         if "hub" not in skip:
             sys.modules.setdefault("bench", sys.modules[__name__])  # one module: its TRASH, QUICK
             from hub_bench import bench_hub  # (beside this script)
-            report.append(bench_hub(full, data, work, rounds, args.quick))
+            report.append(bench_hub({"full-count": full, "realistic": real}, data, work, rounds, args.quick))
         print("\n".join(report), flush=True)
     finally:
         say("deleting the outputs of every run (kept until now, see clear())")

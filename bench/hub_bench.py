@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from bench import Contender, alternate, build_cmd, clear, mb, run, say, secs, table, warm
+from bench import Contender, alternate, build_cmd, clear, ltextract, mb, run, say, secs, table, warm
 from ltextract.archives import TRAIN_TAR, VAL_TAR
 from ltextract.synth.hub import HubSpec, make_hub_dir
 
@@ -81,33 +81,43 @@ def needed_row_groups(folder: Path) -> dict[str, list[int]]:
     return plan
 
 
-def bench_hub(manual: Path, data: Path, work: Path, rounds: int, quick: bool) -> str:
+def bench_hub(sets: dict[str, Path], data: Path, work: Path, rounds: int, quick: bool) -> str:
+    """Per set (name -> manual dir) and shape: the build from the Hub's shards, the same build
+    from the tars (seek: the file-creation cost both pay), and reading the shards alone."""
     env = {"LTEXTRACT_CACHE_DIR": str(work / "cache-hub")}
     procs = os.cpu_count() or 1
     out = work / "out"
-    rows = []
-    notes = []
-    for shape in ("tar.gz", "parquet"):
-        folder = ensure_hub(manual, data / f"hub-{shape}", shape, quick)
-        shards = sorted(p for p in (folder / "data").iterdir() if not p.name.startswith("test"))
-        build = Contender(f"ltextract build (hub-{shape})", lambda f=folder: run(build_cmd(f, out), env),
-                          after=lambda: clear(out))
-        if shape == "tar.gz":
-            script = f'printf "%s\\n" "$@" | xargs -P {procs} -I{{}} sh -c "gzip -dc < {{}} > /dev/null"'
-            base = Contender(f"gzip -dc of each shard, {procs} at once",
-                             lambda s=script: run(["sh", "-c", s, "sh", *map(str, shards)]))
-        else:
-            plan = work / "row-groups.json"
-            plan.write_text(json.dumps(needed_row_groups(folder)))
-            needed = sum(map(len, json.loads(plan.read_text()).values()))
-            notes.append(f"parquet: {needed:,} row groups hold listed rows (of all in {len(shards)} shards).")
-            base = Contender(f"pyarrow alone, the needed row groups' image.bytes, {procs} processes",
-                             lambda p=plan: run([os.sys.executable, "-c", PYARROW_SCRIPT, str(p), str(procs)]))
-        clear(out)
-        alternate([build, base], rounds, f"hub-{shape}", each=lambda s=shards: warm(*s))
-        rows += [[c.name, secs(c.median()), f"{build.median() / base.median():.2f}×" if c is build else "1.00×",
-                  mb(c.median("max_rss"))] for c in (build, base)]
-        notes.append(f"{shape}: {len(shards)} shards, {mb(sum(s.stat().st_size for s in shards))}.")
-    return table("Build of train + val + test from the Hugging Face Hub's shapes, full-count set (warm cache)",
-                 ["", "wall (median)", "÷ reading the shards alone", "peak RSS"], rows) \
-        + "\n" + " ".join(notes) + "\n"
+    rows, notes = [], []
+    for set_name, manual in sets.items():
+        run(ltextract("index", "--manual-dir", manual, "-q"), env)
+        tars = Contender(f"{set_name}: ltextract build from the tars (seek)",
+                         lambda m=manual: run(build_cmd(m, out, "--strategy", "seek"), env),
+                         after=lambda: clear(out))
+        for shape in ("tar.gz", "parquet"):
+            folder = ensure_hub(manual, data / f"hub-{shape}-{manual.name}", shape, quick)
+            shards = sorted(p for p in (folder / "data").iterdir() if not p.name.startswith("test"))
+            build = Contender(f"{set_name}: ltextract build (hub-{shape})",
+                              lambda f=folder: run(build_cmd(f, out), env), after=lambda: clear(out))
+            if shape == "tar.gz":
+                script = f'printf "%s\\n" "$@" | xargs -P {procs} -I{{}} sh -c "gzip -dc < {{}} > /dev/null"'
+                base = Contender(f"{set_name}: gzip -dc of each shard, {procs} at once",
+                                 lambda s=script: run(["sh", "-c", s, "sh", *map(str, shards)]))
+            else:
+                plan = work / "row-groups.json"
+                plan.write_text(json.dumps(needed_row_groups(folder)))
+                needed = sum(map(len, json.loads(plan.read_text()).values()))
+                notes.append(f"{set_name}, parquet: {needed:,} row groups hold listed rows.")
+                base = Contender(f"{set_name}: pyarrow alone, the needed row groups' image.bytes,"
+                                 f" {procs} processes",
+                                 lambda p=plan: run([os.sys.executable, "-c", PYARROW_SCRIPT, str(p), str(procs)]))
+            clear(out)
+            alternate([build, tars, base], rounds, f"{set_name} hub-{shape}",
+                      each=lambda s=[*shards, manual / TRAIN_TAR, manual / VAL_TAR]: warm(*s))
+            rows += [[c.name, secs(c.median()), f"{c.median() / base.median():.2f}×",
+                      f"{c.median() / tars.median():.2f}×", mb(c.median("max_rss"))]
+                     for c in (build, tars, base)]
+            notes.append(f"{set_name}, {shape}: {len(shards)} shards, {mb(sum(s.stat().st_size for s in shards))}.")
+            tars.runs.clear()  # measured again beside the next shape
+    return table("Build of train + val + test from the Hugging Face Hub's shapes (warm cache)",
+                 ["", "wall (median)", "÷ reading the shards alone", "÷ build from the tars", "peak RSS"],
+                 rows) + "\n" + " ".join(notes) + "\n"

@@ -188,7 +188,8 @@ def copy_sources(req: BuildRequest, writer: Writer, srcs: dict[str, Source], wor
         if todo and next(iter(srcs.values())).sharded:
             writer.open(works, threads=True)
             stack.callback(writer.close)
-            passes = [p for o, s in srcs.items() for p in s.passes([j for j in todo if origin_of[j.split] == o])]
+            jobs = {o: [j for j in todo if origin_of[j.split] == o] for o in srcs}
+            passes = [p for o, s in srcs.items() if jobs[o] for p in s.passes(jobs[o])]
             done = writer.record(works, copy.copy_passes(  # splits finish at the end
                 writer, passes, req.workers, b.update, lambda origin, why: cuts.setdefault(origin, why)))
         elif strategy == "seek" or not todo:
