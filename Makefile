@@ -17,6 +17,10 @@ demo: install
 	$(VENV)/bin/ltextract synth --out $(DEMO)/manual --classes 20 --seed 0
 	$(VENV)/bin/ltextract build --manual-dir $(DEMO)/manual --splits-dir $(DEMO)/manual --out $(DEMO)/out
 	$(VENV)/bin/ltextract verify $(DEMO)/out
+	$(VENV)/bin/ltextract synth --out $(DEMO)/hub --classes 20 --seed 0 --shape hub-parquet
+	$(VENV)/bin/ltextract build --manual-dir $(DEMO)/hub --splits-dir $(DEMO)/hub --out $(DEMO)/out-hub
+	$(VENV)/bin/ltextract verify $(DEMO)/out-hub
+	diff -r -x .ltextract -x ltextract.json $(DEMO)/out $(DEMO)/out-hub && echo "the Hub's parquet shards give the same files as the tars"
 
 test: install
 	$(PY) -m pytest -q -n 4

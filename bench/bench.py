@@ -5,7 +5,8 @@ against the folders build, and --format tfds against TFDS's own builder, run alt
 
 Builds (once, cached in DIR) two synthetic manual dirs: a full-count set (1000 classes, 1,250
 members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads), and
-two smaller ones (25 and 100 classes) for TFDS's builder (bench_formats.py).
+two smaller ones (25 and 100 classes) for TFDS's builder (bench_formats.py), and
+the full-count set's images in the Hugging Face Hub's two shapes (bench/hub_bench.py).
 Every measurement runs in a child process; each round runs every contender once (A B C A B C …)
 so the machine's noise hits them alike, and the table shows medians and ratios. Storage bytes
 read and peak RSS come from the child's rusage (wait4). The table goes to stdout, progress to
@@ -430,7 +431,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
     ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
     ap.add_argument("--skip", default="",
-                    help="Comma-separated sections to skip: index,build,sized,cold,formats,tfds.")
+                    help="Comma-separated sections to skip: index,build,sized,cold,formats,tfds,hub.")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     strategies = args.strategies.split(",")
@@ -470,6 +471,10 @@ def main() -> None:
             sets = {c: ensure_set(data / f"tfds-{c}", spec) for c, spec in tfds_specs(args.quick).items()}
             report.append(bench_formats.bench_tfds_builder(sys.modules[__name__], sets, full, full_spec.classes,
                                                            work, rounds, slow_rounds))
+        if "hub" not in skip:
+            sys.modules.setdefault("bench", sys.modules[__name__])  # one module: its TRASH, QUICK
+            from hub_bench import bench_hub  # (beside this script)
+            report.append(bench_hub({"full-count": full, "realistic": real}, data, work, rounds, args.quick))
         print("\n".join(report), flush=True)
     finally:
         say("deleting the outputs of every run (kept until now, see clear())")

@@ -66,6 +66,10 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
     manual = resolve_manual_dir(_path(manual_dir)) if any(explicit[o] is None for o in origins) else None
     srcs = {o: resolve(manual, o, explicit[o]) for o in origins}
     strategies = {o: strategy_of(strategy, src) for o, src in srcs.items()}
+    if writer_class(format).needs_sizes and any(s.sharded for s in srcs.values()):
+        raise UsageError(f"--format {format} lays its shards out by image size and reads images"
+                         " in shard order; the Hub's shards give neither before a full read: build"
+                         " --format folders from them, then the shards from that build (see README)")
     if writer_class(format).needs_sizes and "stream" in strategies.values():
         raise UsageError(f"--format {format} reads by offset: use --strategy seek")
     if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):

@@ -240,8 +240,11 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Manual dir to create.")
 @click.option("--classes", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--shape", type=click.Choice(("tars", "hub-parquet", "hub-tar.gz")), default="tars",
+              show_default=True, help="The two ILSVRC2012 tars, or the Hugging Face Hub's shards"
+              " of the same images in OUT/data (hub-parquet needs pyarrow).")
 @quiet_option
-def synth(out: Path, classes: int, seed: int, quiet: bool) -> None:
+def synth(out: Path, classes: int, seed: int, shape: str, quiet: bool) -> None:
     """Write a small ILSVRC2012-shaped manual dir (nested class tars, flat val tar, tiny JPEGs,
     real wnids) and matching long-tailed lists ImageNet_LT_{train,val,test}.txt.
 
@@ -249,10 +252,21 @@ def synth(out: Path, classes: int, seed: int, quiet: bool) -> None:
     Example:
       ltextract synth --out demo/manual --classes 20
       ltextract build --manual-dir demo/manual --splits-dir demo/manual --out demo/out
+      ltextract synth --out demo/hub --classes 20 --shape hub-parquet
     """
     from ltextract.synth import SynthSpec, make_manual_dir
 
     result = make_manual_dir(out, SynthSpec(classes=classes, seed=seed))
+    if shape != "tars":
+        from ltextract.synth.hub import HubSpec, make_hub_dir
+
+        try:
+            make_hub_dir(result.train_tar, result.val_tar, result.lists["test"], out,
+                         HubSpec(shape=shape.partition("-")[2], seed=seed))
+        except ImportError as e:
+            raise LtError(f"--shape {shape} needs {e.name}: pip install 'ltextract[hub]'") from None
+        result.train_tar.unlink()  # the Hub's shards are the manual dir's images now
+        result.val_tar.unlink()
     click.echo(str(result.manual_dir))
 
 
