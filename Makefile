@@ -17,6 +17,10 @@ demo: install
 	$(VENV)/bin/ltextract synth --out $(DEMO)/manual --classes 20 --seed 0
 	$(VENV)/bin/ltextract build --manual-dir $(DEMO)/manual --splits-dir $(DEMO)/manual --out $(DEMO)/out
 	$(VENV)/bin/ltextract verify $(DEMO)/out
+	$(VENV)/bin/ltextract synth --out $(DEMO)/hub --classes 20 --seed 0 --shape hub-parquet
+	$(VENV)/bin/ltextract build --manual-dir $(DEMO)/hub --splits-dir $(DEMO)/hub --out $(DEMO)/out-hub
+	$(VENV)/bin/ltextract verify $(DEMO)/out-hub
+	diff -r -x .ltextract -x ltextract.json $(DEMO)/out $(DEMO)/out-hub && echo "the Hub's parquet shards give the same files as the tars"
 	$(VENV)/bin/ltextract build --manual-dir $(DEMO)/manual --splits-dir $(DEMO)/manual --out $(DEMO)/out -q --split forward50 --split uniform
 	$(VENV)/bin/ltextract synth --benchmark imagenet100_lt --out $(DEMO)/in100 --classes 20 --seed 0
 	$(VENV)/bin/ltextract build --benchmark imagenet100_lt --manual-dir $(DEMO)/in100 --splits-dir $(DEMO)/in100 --out $(DEMO)/in100_out -q

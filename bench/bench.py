@@ -1,9 +1,12 @@
-"""ltextract benchmark: index and build against tarfile, GNU tar and cat, run alternately.
+"""ltextract benchmark: index and build against tarfile, GNU tar and cat, the output formats
+against the folders build, and --format tfds against TFDS's own builder, run alternately.
 
     python bench/bench.py [--data DIR] [--runs N] [--quick]
 
 Builds (once, cached in DIR) two synthetic manual dirs: a full-count set (1000 classes, 1,250
-members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads).
+members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads), and
+two smaller ones (25 and 100 classes) for TFDS's builder (bench_formats.py), and
+the full-count set's images in the Hugging Face Hub's two shapes (bench/hub_bench.py).
 Every measurement runs in a child process; each round runs every contender once (A B C A B C …)
 so the machine's noise hits them alike, and the table shows medians and ratios. Storage bytes
 read and peak RSS come from the child's rusage (wait4). The table goes to stdout, progress to
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import bench_formats
 from ltextract.archives import TRAIN_TAR, VAL_TAR
 from ltextract.files import cache_dir
 from ltextract.synth import SynthSpec, lt_shape, make_manual_dir
@@ -393,6 +397,24 @@ def bench_cold(manual: Path, work: Path, rounds: int, strategies: list[str]) -> 
                  rows) + "\n" + note
 
 
+def formats_sections(full: Path, real: Path, work: Path, rounds: int) -> list[str]:
+    """tfds and hf builds beside the folders build, at full count and at realistic sizes."""
+    me = sys.modules[__name__]
+    text, figures = bench_formats.bench_formats(
+        me, full, work, rounds, "Build of train + val + test by format, full-count set, index cached (warm cache)")
+    worst = max(f["rss"] for name, f in figures.items() if name != "folders")
+    sized, _ = bench_formats.bench_formats(
+        me, real, work, rounds, "Build of train + val + test by format, realistic-size set, index cached (warm cache)")
+    return [text + f"\nPeak RSS of the tfds and hf builds at full count: {mb(worst)}.\n", sized]
+
+
+def tfds_specs(quick: bool) -> dict[int, SynthSpec]:
+    """Sets TFDS's own builder runs on: a few class counts (minutes past a hundred classes)."""
+    if quick:
+        return {2: lt_shape(2, 30, **SMALL), 4: lt_shape(4, 30, **SMALL)}
+    return {25: lt_shape(25, 1250), 100: lt_shape(100, 1250)}
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
@@ -411,7 +433,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
     ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
     ap.add_argument("--skip", default="",
-                    help="Comma-separated sections to skip: index,build,sized,cold,places.")
+                    help="Comma-separated sections to skip: index,build,sized,cold,formats,tfds,hub,places.")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     strategies = args.strategies.split(",")
@@ -445,6 +467,16 @@ def main() -> None:
             report.append(bench_build_sized(real, work, rounds, strategies))
         if "cold" not in skip:
             report.append(bench_cold(real, work, rounds, strategies))
+        if "formats" not in skip:
+            report += formats_sections(full, real, work, rounds)
+        if "tfds" not in skip:
+            sets = {c: ensure_set(data / f"tfds-{c}", spec) for c, spec in tfds_specs(args.quick).items()}
+            report.append(bench_formats.bench_tfds_builder(sys.modules[__name__], sets, full, full_spec.classes,
+                                                           work, rounds, slow_rounds))
+        if "hub" not in skip:
+            sys.modules.setdefault("bench", sys.modules[__name__])  # one module: its TRASH, QUICK
+            from hub_bench import bench_hub  # (beside this script)
+            report.append(bench_hub({"full-count": full, "realistic": real}, data, work, rounds, args.quick))
         if "places" not in skip:
             from bench_places import bench_places, ensure_places_set
 

@@ -39,3 +39,14 @@ def test_plain_and_quoted_rows():
                                       b'"train/n0/b,""c"".JPEG",1,n0,6,cd,"b,""c"".JPEG"\n')
     assert render_manifest(rows[:1]) == (b"path,label,wnid,size,sha256,file_name\n"
                                          b"train/n0/a.JPEG,0,n0,5,ab,a.JPEG\n")
+
+
+def test_positions_round_trip(tmp_path):
+    """tfds and hf manifests end in shard,index; read back into the rows they came from."""
+    from ltextract.out.manifest import POSITION_COLUMNS, read_manifest, write_split
+
+    rows = [Row("val/n0/a.JPEG", 0, "n0", 5, "ab", "data/validation-00000-of-00001.parquet", "1"),
+            Row("val/n0/b.JPEG", 0, "n0", 6, "cd", "data/validation-00000-of-00001.parquet", "0")]
+    write_split(tmp_path, "val", rows, shard_columns=POSITION_COLUMNS)
+    assert (tmp_path / "val.csv").read_text().splitlines()[0].endswith(",file_name,shard,index")
+    assert read_manifest(tmp_path, "val") == rows

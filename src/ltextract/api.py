@@ -30,18 +30,20 @@ def _path(p: Optional[PathLike]) -> Optional[Path]:
 def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Sequence[str] = (),
           splits_dir: Optional[PathLike] = None, split_urls: Optional[Mapping[str, str]] = None,
           strategy: str = "auto", workers: int = DEFAULT_WORKERS, format: str = "folders",
-          shard_size: str = "1GB", train_source: Optional[PathLike] = None,
+          shard_size: Optional[str] = None, train_source: Optional[PathLike] = None,
           val_source: Optional[PathLike] = None, link: str = "copy", quiet: bool = False,
-          benchmark: Optional[str] = None, layout: str = "splits") -> dict[str, Any]:
+          benchmark: Optional[str] = None, layout: str = "splits",
+          tfds_file_format: str = "tfrecord") -> dict[str, Any]:
     """Build the benchmark's splits (default: its default ones) into `out`; returns the summary
     that `ltextract build --json` prints. Resumable: run it again after any interruption.
     `benchmark`: a name from `ltextract benchmarks` (default imagenet_lt); `layout`: "splits"
     (OUT/<split>/<class>/<file>) or "lists" (every file at its list path);
-    `train_source`/`val_source`: a tar, split tar, folder of class tars or tree ("-": stdin)."""
+    `train_source`/`val_source`: a tar, split tar, folder of class tars or tree ("-": stdin).
+    `shard_size`: webdataset (default 1GB) and hf (default 500MB) shards."""
     from ltextract import pipeline
     from ltextract.benchmarks import get
+    from ltextract.formats import FORMATS, Options, writer_class
     from ltextract.plan import LAYOUTS
-    from ltextract.formats import FORMATS, writer_class
     from ltextract.formats.links import MODES
     from ltextract.formats.webdataset import parse_shard_size
     from ltextract.out.folders import raise_open_files
@@ -55,11 +57,13 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
     _choose("strategy", strategy, STRATEGIES)
     _choose("link", link, MODES)
     try:
-        shards = parse_shard_size(shard_size)
+        shards = None if shard_size is None else parse_shard_size(shard_size)
     except ValueError as e:
         raise UsageError(f"--shard-size: {e}") from None
     if link != "copy" and format != "folders":
         raise UsageError("--link applies to --format folders (shards always hold copies)")
+    writer_class(format).usable(Options(link, shards, tfds_file_format=tfds_file_format, benchmark=bench,
+                                        layout=layout))
     chosen = tuple(dict.fromkeys(splits)) or bench.default_splits
     for split in (*chosen, *(split_urls or {})):
         _split_of(bench, split)  # an unknown name fails here
@@ -76,6 +80,10 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
     manual = resolve_manual_dir(_path(manual_dir)) if any(explicit[o] is None for o in origins) else None
     srcs = {o: resolve(manual, o, explicit[o], bench.images) for o in origins}
     strategies = {o: strategy_of(strategy, src) for o, src in srcs.items()}
+    if writer_class(format).needs_sizes and any(s.sharded for s in srcs.values()):
+        raise UsageError(f"--format {format} lays its shards out by image size and reads images"
+                         " in shard order; the Hub's shards give neither before a full read: build"
+                         " --format folders from them, then the shards from that build (see README)")
     if writer_class(format).needs_sizes and "stream" in strategies.values():
         raise UsageError(f"--format {format} reads by offset: use --strategy seek")
     if link != "copy" and not any(s.kind == "tree" for s in srcs.values()):
@@ -84,7 +92,7 @@ def build(out: PathLike, manual_dir: Optional[PathLike] = None, *, splits: Seque
     raise_open_files()  # a folder held open per class folder written (`folders_per_process`)
     return pipeline.run_build(pipeline.BuildRequest(
         out_path, bench, chosen, _path(splits_dir), dict(split_urls or {}), srcs, strategies, format,
-        shards, link, workers, layout), quiet)
+        shards, link, workers, tfds_file_format=tfds_file_format, layout=layout), quiet)
 
 
 def _choose(what: str, value: str, allowed: Sequence[str]) -> None:

@@ -125,13 +125,18 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Copy worker processes (seek) or writer threads (stream): reads and writes in flight.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="folders", show_default=True,
-              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards.")
+              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards;"
+                   " tfds: OUT/<benchmark>/1.0.0 as TensorFlow Datasets prepares it (tfds.load);"
+                   " hf: parquet shards and a dataset card (datasets.load_dataset).")
 @click.option("--layout", type=click.Choice(LAYOUTS), default="splits", show_default=True,
               help="splits: one folder per split, OUT/<split>/<class>/<file>; lists: every file at"
                    " exactly its list path (OUT/train/..., OUT/val/...), so the lists codebases ship"
                    " resolve with root = OUT.")
-@click.option("--shard-size", default="1GB", show_default=True, metavar="SIZE|Nfiles",
-              help="webdataset shard size: bytes (512MB, 1GiB) or samples per shard (5000files).")
+@click.option("--shard-size", metavar="SIZE|Nfiles",
+              help="webdataset and hf shard size: bytes (512MB, 1GiB) or samples per shard (5000files)"
+                   " [default: 1GB for webdataset, 500MB for hf; tfds shards as TFDS does].")
+@click.option("--tfds-file-format", type=click.Choice(["tfrecord", "array_record"]), default="tfrecord",
+              show_default=True, help="--format tfds: TFRecord (tfds.load) or ArrayRecord (tfds.data_source).")
 @click.option("--train-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
               help="Train images from this tar, folder of class tars or tree [default: detected].")
 @click.option("--val-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
@@ -143,9 +148,9 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @progress_option
 def build(manual_dir: Optional[Path], out: Path, benchmark: str, splits: tuple[str, ...],
           splits_dir: Optional[Path], split_urls: tuple[str, ...], strategy: str, workers: int, fmt: str,
-          layout: str, shard_size: str, train_source: Optional[Path], val_source: Optional[Path],
-          link: str, as_json: bool, quiet: bool) -> None:
-    """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
+          layout: str, shard_size: Optional[str], tfds_file_format: str, train_source: Optional[Path],
+          val_source: Optional[Path], link: str, as_json: bool, quiet: bool) -> None:
+    """Build OUT/<split>/<wnid>/<file> (or shards: webdataset, tfds, hf) with CSV manifests; resumable.
 
     For ILSVRC2012, the manual dir may hold the two tars, tars split into parts (.tar.001, ...),
     the train tar unpacked into class tars (ILSVRC2012_img_train/n*.tar), or extracted trees
@@ -162,13 +167,14 @@ def build(manual_dir: Optional[Path], out: Path, benchmark: str, splits: tuple[s
       ltextract build --benchmark places_lt --manual-dir ~/places365 --out ~/data/Places_LT --layout lists
       ssh nas cat /data/ILSVRC2012_img_train.tar | ltextract build --train-source - --split train ...
       ltextract build --out lt-wds --format webdataset --shard-size 512MB
+      ltextract build --out ~/data/lt-tfds --format tfds   # tfds.load('imagenet_lt', data_dir=...)
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     summary = api.build(out, manual_dir, splits=splits, splits_dir=splits_dir,
                         split_urls=parse_split_urls(split_urls), strategy=strategy, workers=workers,
                         format=fmt, shard_size=shard_size, train_source=train_source,
                         val_source=val_source, link=link, quiet=quiet, benchmark=benchmark,
-                        layout=layout)
+                        layout=layout, tfds_file_format=tfds_file_format)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 
@@ -278,9 +284,10 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
 @cli.command()
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Manual dir to create.")
 @benchmark_option
-@click.option("--shape", type=click.Choice(("tars", "easyformat", "256", "large")),
-              help="The archives: ILSVRC2012's tars; Places365's easy-format tar, or its 256 or"
-                   " large pair [default: tars; places_lt: 256].")
+@click.option("--shape", type=click.Choice(("tars", "hub-parquet", "hub-tar.gz", "easyformat", "256", "large")),
+              help="The archives: ILSVRC2012's two tars, or the Hugging Face Hub's shards of the same"
+                   " images in OUT/data (hub-parquet needs pyarrow); Places365's easy-format tar, or"
+                   " its 256 or large pair [default: tars; places_lt: 256].")
 @click.option("--lists", "lists_dir", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="Make the archives around the benchmark's lists in DIR (e.g. the published"
                    " ones) instead of synthetic lists.")
@@ -290,23 +297,39 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
 def synth(out: Path, benchmark: str, shape: Optional[str], lists_dir: Optional[Path], classes: int,
           seed: int, quiet: bool) -> None:
     """Write a small manual dir for a benchmark: archives shaped like the real ones (ILSVRC2012's
-    class tars and flat val tar, or Places365's tars; tiny JPEGs, the real class names) and
-    matching long-tailed lists under their published names (for imagenet_lt, SADE's test sets
-    too); or, with --lists DIR, archives holding every image of the lists in DIR.
+    class tars and flat val tar, or the Hugging Face Hub's shards of them; Places365's tars; tiny
+    JPEGs, the real class names) and matching long-tailed lists under their published names (for
+    imagenet_lt, SADE's test sets too); or, with --lists DIR, archives holding every image of the
+    lists in DIR.
 
     \b
     Example:
       ltextract synth --out demo/manual --classes 20
       ltextract build --manual-dir demo/manual --splits-dir demo/manual --out demo/out
+      ltextract synth --out demo/hub --classes 20 --shape hub-parquet
       ltextract synth --benchmark places_lt --shape easyformat --out demo/places
       ltextract synth --benchmark imagenet100_lt --lists ~/lists --out demo/in100
     """
     from ltextract.synth.archives import make_benchmark_dir
 
+    bench = get(benchmark)
+    hub = shape in ("hub-parquet", "hub-tar.gz")
+    if hub and bench.images != "ilsvrc2012":
+        raise UsageError(f"--shape {shape} holds ILSVRC2012's images, not {bench.title}'s")
     try:
-        make_benchmark_dir(out, get(benchmark), shape or "", lists_dir, classes, seed)
+        tars = make_benchmark_dir(out, bench, "tars" if hub else shape or "", lists_dir, classes, seed)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if hub:
+        from ltextract.synth.hub import HubSpec, make_hub_dir
+
+        try:
+            make_hub_dir(tars["train"], tars["val"], (lists_dir or out) / bench.split("test").pin.filename,
+                         out, HubSpec(shape=shape.partition("-")[2], seed=seed))  # type: ignore[union-attr]
+        except ImportError as e:
+            raise LtError(f"--shape {shape} needs {e.name}: pip install 'ltextract[hub]'") from None
+        tars["train"].unlink()  # the Hub's shards are the manual dir's images now
+        tars["val"].unlink()
     click.echo(str(out))
 
 

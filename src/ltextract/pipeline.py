@@ -42,6 +42,7 @@ class BuildRequest:
     shard_size: Any
     link: str
     workers: int
+    tfds_file_format: str = "tfrecord"
     layout: str = "splits"
 
     @property
@@ -187,12 +188,12 @@ def build_lists(req: BuildRequest, lists: dict[str, SplitList], quiet: bool,
         streamed = {o for o in srcs if req.strategies[o] == "stream"}
         # a stream uses an index only when one is already cached; otherwise it needs none
         cached = {o: indexfile.load(srcs[o].path, srcs[o].nested) for o in streamed
-                  if srcs[o].kind != "stdin"}
+                  if srcs[o].indexed}
         unindexed = frozenset(o for o in streamed if cached.get(o) is None)
         planned = plan.plan(lists, srcs, BuildIndexes({o: i for o, i in cached.items() if i}, quiet,
                                                       kind.keeps_partial), req.link, unindexed, req.layout)
-        writer = kind(req.out, Options(req.link, req.shard_size, lambda m: say(m, quiet), req.benchmark,
-                                       req.layout))
+        writer = kind(req.out, Options(req.link, req.shard_size, lambda m: say(m, quiet), req.tfds_file_format,
+                                       req.benchmark, req.layout))
         works = writer.begin(planned.jobs, {s: planned.identities[origin_of[s]] for s in lists},
                              {s for s in lists if origin_of[s] in planned.cuts})
         stack.callback(writer.end, works)
@@ -216,12 +217,13 @@ def copy_groups(srcs: dict[str, Source], strategies: dict[str, str]) -> list[lis
     stream, a tree or split parts have their own, but for one tar holding both origins'
     images (Places365's easy format), streamed once."""
     shared = [o for o, s in srcs.items() if strategies[o] == "seek" and s.kind == "tar"]
+    sharded = [o for o, s in srcs.items() if s.sharded]  # all their shards' passes share the cores
     groups: dict[Path, list[str]] = {}
     for o, s in srcs.items():
-        if o not in shared:
+        if o not in shared + sharded:
             groups.setdefault(s.path if strategies[o] == "stream" and s.kind == "tar" else Path(o),
                               []).append(o)
-    return ([shared] if shared else []) + list(groups.values())
+    return [g for g in (shared, sharded) if g] + list(groups.values())
 
 
 def copy_sources(req: BuildRequest, writer: Writer, srcs: dict[str, Source], works: list[SplitWork],
@@ -241,7 +243,7 @@ def copy_sources(req: BuildRequest, writer: Writer, srcs: dict[str, Source], wor
         src = srcs[origin_of[w.split]]
         if src.origin not in cuts and len(done) != len(w.jobs):  # (done holds listed files only)
             hint = official_size_hint(src.path.name, src.path.stat().st_size) if src.kind == "tar" else ""
-            check_complete(w, done, hint)
+            check_complete(w, done, hint, src.label if src.sharded else "")
         records[w.split] = split_record(req, writer, w, done, src, lists[w.split], started,
                                         src.origin not in cuts, quiet, metadata)
 
@@ -249,7 +251,14 @@ def copy_sources(req: BuildRequest, writer: Writer, srcs: dict[str, Source], wor
     with bar(f"{' + '.join(w.split for w in works)} ({strategy})",
              sum(sizes) if min(sizes, default=0) >= 0 else None, quiet) as b, \
             contextlib.ExitStack() as stack:
-        if strategy == "seek" or not todo:
+        if todo and next(iter(srcs.values())).sharded:
+            writer.open(works, threads=True)
+            stack.callback(writer.close)
+            jobs = {o: [j for j in todo if origin_of[j.split] == o] for o in srcs}
+            passes = [p for o, s in srcs.items() if jobs[o] for p in s.passes(jobs[o])]
+            done = writer.record(works, copy.copy_passes(  # splits finish at the end
+                writer, passes, req.workers, b.update, lambda origin, why: cuts.setdefault(origin, why)))
+        elif strategy == "seek" or not todo:
             readers = {o: stack.enter_context(contextlib.closing(s.reader())) for o, s in srcs.items()}
             writer.open(works)
             stack.callback(writer.close)
@@ -290,14 +299,15 @@ def reading(readers: dict[str, Reader], origin_of: dict[str, str]) -> Callable[[
     return lambda job: by_split[job.split](job)
 
 
-def check_complete(w: SplitWork, done: dict[str, Done], hint: str = "") -> None:
+def check_complete(w: SplitWork, done: dict[str, Done], hint: str = "", source: str = "") -> None:
     """Every listed file of the split is done: the tar held them all. `hint`: the tar's
-    `official_size_hint` (a download cut at a member boundary reads as a whole, shorter tar)."""
+    `official_size_hint` (a download cut at a member boundary reads as a whole, shorter tar);
+    `source`: how to name a source that is not one file (a set of shards)."""
     missing = [j.rel.split("/", 1)[1] for j in w.jobs if j.rel not in done]
     if missing:
         first = ", ".join(missing[:5])
         raise LtError(f"{len(missing):,} image(s) of the {w.split} list are missing from"
-                      f" {w.jobs[0].file.name}{hint}: {first}{' …' if len(missing) > 5 else ''}")
+                      f" {source or w.jobs[0].file.name}{hint}: {first}{' …' if len(missing) > 5 else ''}")
 
 
 def split_record(req: BuildRequest, writer: Writer, w: SplitWork, done: dict[str, Done], src: Source,

@@ -19,11 +19,9 @@ PAUSES = sum(fetch.BACKOFF * 2 ** i for i in range(fetch.RETRIES))
 
 def test_http_404_fails_at_once(http_server, manual, out, env):
     url = http_server.url("/ImageNet_LT_test.txt")
-    started = time.monotonic()
     r = build(manual, out, {**env, **NO_PROXY}, "--split", "test", "--split-url", f"test={url}")
     fails(r, f"HTTP 404 from {url}")
-    assert http_server.hits("/ImageNet_LT_test.txt") == 1  # "no such list" is not retried
-    assert time.monotonic() - started < PAUSES
+    assert http_server.hits("/ImageNet_LT_test.txt") == 1  # "no such list" is not retried, so no pause
 
 
 def test_http_500_every_time_retries_with_backoff(http_server, manual, out, env):

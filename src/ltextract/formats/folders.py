@@ -23,7 +23,7 @@ from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
 from ltextract.formats.links import Placer
 from ltextract.out import manifest, resume
 from ltextract.out.folders import Folders, folders_per_process, write_file
-from ltextract.out.journal import Batch, Done, Journal, batch, journal_line, journal_path
+from ltextract.out.journal import Batch, Done, Journal, batch, close_all, journal_line, journal_path
 from ltextract.out.manifest import Row
 from ltextract.plan import Job
 
@@ -38,7 +38,6 @@ class FoldersWriter(Writer):
 
     def __init__(self, out: Path, options) -> None:
         super().__init__(out, options)
-        self.folders: Optional[Folders] = None
         self.placer: Optional[Placer] = None
         #: a file two splits list at one path (--layout lists: a SADE split's are test's) is
         #: written once, for the first; rel -> the other splits it is theirs too
@@ -72,11 +71,6 @@ class FoldersWriter(Writer):
             Folders(self.out, staged, folders_per_process())
         if self.options.link != "copy" and self.placer is None:
             self.placer = Placer(self.options.link, self.options.notice)
-
-    def close(self) -> None:
-        if self.folders is not None:
-            self.folders.close()
-            self.folders = None
 
     def write_unit(self, unit: list[Job], read: Read, stopped: Callable[[], bool]) -> Batch:
         folders, place = self.folders, self.placer
@@ -140,11 +134,7 @@ class FoldersWriter(Writer):
                         settle(split)
                 whole = True
             finally:
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    close()  # its workers stop first: nothing writes into a folder once it is published
-                for journal in journals.values():
-                    journal.close()
+                close_all(batches, journals.values())
         except OSError as e:  # the journals' own writes; the copy engine words its errors itself
             raise LtError(write_error(journal_path(out, works[0].split), e)) from None
         finally:
@@ -162,7 +152,7 @@ class FoldersWriter(Writer):
         finished = done.get
         rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in work.jobs if (d := finished(j.rel))]
         rechecked = sum(d.rechecked for d in done.values())
-        manifest.write_split(self.out, work.split, rows, list_name, self.options.class_column)
+        manifest.write_split(self.out, work.split, rows, list_name, class_column=self.options.class_column)
         meta = {"format": self.name, "source": source["source"],
                 "link": source["link"]}
         stats = {"copied": len(work.todo) - rechecked, "kept": len(work.kept), "kept_rechecked": rechecked}

@@ -22,10 +22,10 @@ from typing import Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract.errors import LtError
 from ltextract.files import atomic_write, read_json
-from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
+from ltextract.formats import Problem, Progress, Read, SplitWork, Writer, describe_shards, shard_counts
 from ltextract.out import TMP_SUFFIX, manifest
 from ltextract.out.folders import Folders, ensure_dir, place_atomically
-from ltextract.out.journal import Batch, Done, Journal, journal_line, journal_path, read_journal
+from ltextract.out.journal import Batch, Done, Journal, close_all, journal_line, journal_path, read_journal
 from ltextract.out.manifest import Row
 from ltextract.out.resume import check_space
 from ltextract.plan import Job
@@ -201,6 +201,7 @@ def _kept_digests(out: Path, shard: Shard) -> dict[str, str]:
 class WebdatasetWriter(Writer):
     name = FORMAT
     needs_sizes = True  # shards are planned by size
+    options_used = ("shard_size",)
 
     def __init__(self, out: Path, options) -> None:
         super().__init__(out, options)
@@ -208,7 +209,6 @@ class WebdatasetWriter(Writer):
         self.shards: dict[str, list[Shard]] = {}
         self.by_rel: dict[str, Shard] = {}
         self.kept: dict[str, list[Done]] = {}  # journaled shards still whole, per split
-        self.folders: Optional[Folders] = None
 
     def begin(self, jobs: dict[str, list[Job]], identities: dict[str, str],
               partial: Collection[str]) -> list[SplitWork]:
@@ -253,14 +253,6 @@ class WebdatasetWriter(Writer):
     def unit_files(unit: Shard) -> int:
         return len(unit.samples)
 
-    def open(self, works: list[SplitWork], threads: bool = False) -> None:
-        self.folders = Folders(self.out)
-
-    def close(self) -> None:
-        if self.folders is not None:
-            self.folders.close()
-            self.folders = None
-
     def write_unit(self, unit: Shard, read: Read, stopped: Callable[[], bool]) -> Batch:
         """One shard, written whole (a stop leaves only its temporary file, removed next run)."""
         assert self.folders is not None, "open() first"
@@ -286,11 +278,7 @@ class WebdatasetWriter(Writer):
                         (s.job.rel, Done(s.job.rel, s.job.size, 0, raw[32 * i:32 * i + 32].hex()))
                         for i, s in enumerate(shard.samples))
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
-            for journal in journals.values():
-                journal.close()
+            close_all(batches, journals.values())
         return done
 
     @classmethod
@@ -307,15 +295,11 @@ class WebdatasetWriter(Writer):
         rows = [Row(j.rel, j.label, j.wnid, j.size, done[j.rel].sha256, *where[j.rel]) for j in work.jobs]
         manifest.write_split(self.out, work.split, rows, class_column=self.options.class_column)
         meta = {"format": FORMAT, "shards": len(shards), "shard_size": str(self.size)}
-        kept = len(self.kept[work.split])
-        return rows, meta, {"copied_shards": len(shards) - kept, "kept_shards": kept}
+        return rows, meta, shard_counts(len(shards), len(self.kept[work.split]))
 
     @staticmethod
     def describe(split: str, record: dict) -> str:
-        """Counts in shards: a shard is the unit a re-run keeps or rewrites."""
-        return (f"{split}: {record['files']:,} samples in {record['shards']:,} shard(s),"
-                f" {record['bytes'] / 1e6:,.1f} MB"
-                f" (wrote {record['copied_shards']:,}, kept {record['kept_shards']:,})")
+        return describe_shards(split, record, record["shards"], "samples")
 
 
 

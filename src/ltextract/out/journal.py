@@ -121,6 +121,16 @@ class Journal:
         self.file.close()
 
 
+def close_all(batches: Iterable, journals: Iterable[Journal]) -> None:
+    """After a copy, finished or stopped: its workers stop first (closing the batches' iterator),
+    so nothing writes into a split once it is published; then the journals close."""
+    close = getattr(batches, "close", None)
+    if close is not None:
+        close()
+    for journal in journals:
+        journal.close()
+
+
 class Batch(NamedTuple):
     """Files finished together, by split, with their journal lines rendered where they were
     made (in a copy worker, in parallel): per file, the parent then only files the record."""

@@ -22,6 +22,8 @@ COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
 CLASS_COLUMNS = ("wnid", "class")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
 SHARD_COLUMNS = ("shard", "key")
+#: ... in a --format tfds or hf build: the shard and the example's 0-based position in it.
+POSITION_COLUMNS = ("shard", "index")
 METADATA = "ltextract.json"
 
 
@@ -32,8 +34,8 @@ class Row:
     wnid: str
     size: int
     sha256: str
-    shard: str = ""  # webdataset builds only
-    key: str = ""
+    shard: str = ""  # sharded builds only
+    key: str = ""  # webdataset's sample key; tfds and hf: the position in the shard, in decimal
 
     @property
     def file_name(self) -> str:
@@ -50,15 +52,16 @@ def list_path(out: Path, list_name: str) -> Path:
     return out / list_name
 
 
-def render_manifest(rows: list[Row], class_column: str = "wnid") -> bytes:
-    """The same columns whatever the source; webdataset builds add where each sample lives.
+def render_manifest(rows: list[Row], shard_columns: tuple[str, str] = SHARD_COLUMNS,
+                    class_column: str = "wnid") -> bytes:
+    """The same columns whatever the source; sharded builds add where each sample lives.
     `class_column`: what the benchmark's class folders are (`wnid`; Places-LT's `class`).
 
     Exactly what `csv.writer` writes: rows are joined directly (4x faster), unless a field holds
     a character csv may quote (a comma or line break makes the counts below differ; a quote)."""
     sharded = any(r.shard for r in rows)
     columns = COLUMNS[:2] + (class_column,) + COLUMNS[3:]
-    columns += SHARD_COLUMNS if sharded else ()
+    columns += shard_columns if sharded else ()
     tails = (f",{r.shard},{r.key}" for r in rows) if sharded else itertools.repeat("")
     # file_name inlined: a property call per row was about a tenth of the rendering time
     lines = [f"{r.path},{r.label},{r.wnid},{r.size},{r.sha256},{r.path.rpartition('/')[2]}{tail}\n"
@@ -82,10 +85,10 @@ def render_list(rows: Iterable[Row]) -> bytes:
 
 
 def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None,
-                class_column: str = "wnid") -> None:
+                shard_columns: tuple[str, str] = SHARD_COLUMNS, class_column: str = "wnid") -> None:
     """The manifest, and the list rewritten under `list_name` (none for shards: a list of paths
     that do not exist on disk would mislead)."""
-    atomic_write(manifest_path(out, split), render_manifest(rows, class_column))
+    atomic_write(manifest_path(out, split), render_manifest(rows, shard_columns, class_column))
     if list_name:
         atomic_write(list_path(out, list_name), render_list(rows))
 
@@ -102,12 +105,13 @@ def read_manifest(out: Path, split: str) -> list[Row]:
             or (header[:2], header[3:5]) != (list(COLUMNS[:2]), list(COLUMNS[3:5])):
         raise LtError(f"{path}:1: not an ltextract manifest (header {header})")
     cols = {name: i for i, name in enumerate(header)}
+    where = SHARD_COLUMNS if "key" in cols else POSITION_COLUMNS
     rows = []
     for n, rec in enumerate(reader, start=2):
         try:
             rows.append(Row(rec[cols["path"]], int(rec[cols["label"]]), rec[2],
                             int(rec[cols["size"]]), rec[cols["sha256"]],
-                            *(rec[cols[c]] for c in SHARD_COLUMNS if c in cols)))
+                            *(rec[cols[c]] for c in where if c in cols)))
         except (IndexError, ValueError):
             raise LtError(f"{path}:{n}: malformed manifest row") from None
     return rows

@@ -64,10 +64,12 @@ def pending(out: Path, jobs: list[Job], journal: dict[str, Done],
     return kept, todo
 
 
-def check_space(out: Path, todo: list[Job]) -> None:
-    """Re-checked files need no room unless they differ (then one file at a time, replaced)."""
+def check_space(out: Path, todo: list[Job], need: Optional[int] = None) -> None:
+    """Re-checked files need no room unless they differ (then one file at a time, replaced).
+    `need`: what the files take where they are not one file each (shards: the writer knows)."""
     todo = [j for j in todo if j.recheck is None]
-    need = sum(j.size for j in todo if j.size > 0) + BLOCK_SLACK * len(todo)  # -1: not known yet
+    if need is None:
+        need = sum(j.size for j in todo if j.size > 0) + BLOCK_SLACK * len(todo)  # -1: not known yet
     free = shutil.disk_usage(out).free
     if need > free:
         raise LtError(f"not enough free space in {out}: {len(todo):,} files need {_gb(need)},"

@@ -8,7 +8,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Optional, Protocol
 
 from ltextract.errors import TarError
 from ltextract.tar.truncation import short_read
@@ -67,6 +67,10 @@ class Source:
     indexed: ClassVar[bool] = False  # located through the header index of one archive
     linkable: ClassVar[bool] = False  # whole files, which --link may place as links
     streamable: ClassVar[bool] = False  # may be read in one sequential pass instead (a tar)
+    seekable: ClassVar[bool] = True  # read by offset at all (not a pipe, not gzip)
+    #: read in passes, one per shard and several at once (`passes`), never job by job: the
+    #: Hugging Face Hub's shards. Their images' sizes are known only once read.
+    sharded: ClassVar[bool] = False
 
     def __init__(self, origin: str, path: Path):
         self.origin, self.path = origin, path
@@ -112,6 +116,25 @@ class Source:
 
     def reader(self) -> Reader:
         return FileEachReader()
+
+    def identity(self) -> Optional[str]:
+        """The journal identity, for a source that words its own (a set of shards); None:
+        `plan.identity` works it out from the kind."""
+        return None
+
+    def passes(self, jobs: list[Job]) -> list["Pass"]:
+        """A `sharded` source's reading of `jobs`: one pass per shard that holds any."""
+        raise NotImplementedError
+
+
+class Pass(Protocol):
+    """One shard read front to back in a process of its own: `run` writes the jobs it holds
+    with `write(job, data)` (in `threads` threads) and yields each result as it is written;
+    a shard that ends early yields the reason last, a `str` (the files before it are kept)."""
+    origin: str
+    label: str
+
+    def run(self, write: Callable[[Job, bytes], object], threads: int) -> Iterator[object]: ...
 
 
 def is_file(path: Path) -> bool:

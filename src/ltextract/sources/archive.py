@@ -54,6 +54,7 @@ class StdinSource(Source):
     """A tar piped in: read once, front to back (the stream strategy), never located."""
     kind = "stdin"
     streamable = True
+    seekable = False
 
     @property
     def nested(self) -> bool:

@@ -7,6 +7,11 @@ holds for each origin. Per origin ("train" / "val"), the first that exists wins:
 | multipart  | ILSVRC2012_img_train.tar.001, .002, ...      | ILSVRC2012_img_val.tar.001, ...      |
 | class-tars | ILSVRC2012_img_train/ or train/: n*.tar      | -                                    |
 | tree       | train/ or ILSVRC/Data/CLS-LOC/train/: n*/    | val/ or .../CLS-LOC/val/: flat or n*/|
+| hub-parquet| [data/]train-NNNNN-of-NNNNN.parquet          | [data/]validation-NNNNN-of-NNNNN...  |
+| hub-tar.gz | [data/]train_images_0.tar.gz ... _4.tar.gz   | [data/]val_images.tar.gz             |
+
+The Hugging Face Hub's shapes (`sources.hub`) are also taken from a folder or a glob naming them;
+Places365's shapes (Places-LT's images) are told apart in `sources.places`.
 """
 from __future__ import annotations
 
@@ -17,9 +22,11 @@ from typing import Optional
 
 from ltextract.archives import TARS, TRAIN_TAR, VAL_TAR
 from ltextract.errors import LtError, TarError
-from ltextract.sources import Source, is_file
+from ltextract.sources import Source, hub, is_file
 from ltextract.sources.archive import SplitTarSource, StdinSource, TarSource
 from ltextract.sources.class_tars import ClassTarsSource
+from ltextract.sources.hub_parquet import HubParquetSource
+from ltextract.sources.hub_targz import HubTarGzSource
 from ltextract.sources.tree import TreeSource
 from ltextract.tar import readers
 
@@ -75,8 +82,25 @@ def detect(manual: Path, origin: str) -> Source:
     for rel in FOLDERS[origin]:
         if (manual / rel).is_dir():
             return describe_path(manual / rel, origin)
+    for folder in (manual, manual / "data"):
+        src = hub_source(folder, origin) if folder.is_dir() else None
+        if src is not None:
+            return src
     tried = ", ".join(f"{rel}/" for rel in FOLDERS[origin])
-    raise TarError(f"{TARS[origin]} not found in {manual} (nor an extracted {origin} folder: {tried})")
+    split = hub.PARQUET_SPLIT[origin]
+    raise TarError(f"{TARS[origin]} not found in {manual} (nor an extracted {origin} folder: {tried};"
+                   f" nor the Hugging Face Hub's {split}-*.parquet or {hub.TARGZ_SHARDS[origin][0]}"
+                   " shards, there or in data/)")
+
+
+def hub_source(path: Path, origin: str) -> Optional[Source]:
+    """The Hub's shards of `origin` that `path` names (a folder, a glob, a shard), if any."""
+    found = hub.find(path, origin)
+    if found is None:
+        return None
+    shape, folder, shards = found
+    kind = HubParquetSource if shape == hub.PARQUET else HubTarGzSource
+    return kind(origin, folder, shards)
 
 
 def archives(manual: Path) -> list[TarSource]:
@@ -100,8 +124,21 @@ def archives(manual: Path) -> list[TarSource]:
 
 def describe_path(path: Path, origin: str) -> Source:
     """What kind of source `path` is: a tar file, a folder of class tars, or a tree."""
+    if hub.is_glob(path):
+        src = hub_source(path, origin)
+        if src is None:
+            raise TarError(f"{path} matches none of the Hugging Face Hub's {origin} shards"
+                           f" ({hub.PARQUET_SPLIT[origin]}-*.parquet, {hub.TARGZ_SHARDS[origin][0]})")
+        return src
     if is_file(path):
+        if path.name.endswith((".parquet", ".tar.gz")):
+            src = hub_source(path, origin)
+            if src is not None:
+                return src
         return (SplitTarSource if readers.is_first_part(path) else TarSource)(origin, path)
+    src = hub_source(path, origin)
+    if src is not None:
+        return src
     dirs = tars = files = 0
     with os.scandir(path) as it:
         for n, entry in enumerate(it):
