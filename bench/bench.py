@@ -1,9 +1,12 @@
-"""ltextract benchmark: index and build against tarfile, GNU tar and cat, run alternately.
+"""ltextract benchmark: index and build against tarfile, GNU tar and cat, the output formats
+against the folders build, and --format tfds against TFDS's own builder, run alternately.
 
     python bench/bench.py [--data DIR] [--runs N] [--quick]
 
 Builds (once, cached in DIR) two synthetic manual dirs: a full-count set (1000 classes, 1,250
-members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads).
+members per class, tiny payloads) and a realistic-size set (30 classes, ~110 KB payloads), and
+two smaller ones (25 and 100 classes) for TFDS's builder (bench_formats.py), and
+the full-count set's images in the Hugging Face Hub's two shapes (bench/hub_bench.py).
 Every measurement runs in a child process; each round runs every contender once (A B C A B C …)
 so the machine's noise hits them alike, and the table shows medians and ratios. Storage bytes
 read and peak RSS come from the child's rusage (wait4). The table goes to stdout, progress to
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import bench_formats
 from ltextract.archives import TRAIN_TAR, VAL_TAR
 from ltextract.files import cache_dir
 from ltextract.synth import SynthSpec, lt_shape, make_manual_dir
@@ -71,6 +75,7 @@ class Run:
     max_rss: int  # bytes
     stdout: str
     inner: float = 0.0  # the time the command reports for itself, where it does
+    cpu: float = 0.0  # user + system seconds of the command and its children (GNU time), 0 without
 
 
 def run(cmd: list[str], env: Optional[dict] = None) -> Run:
@@ -79,7 +84,7 @@ def run(cmd: list[str], env: Optional[dict] = None) -> Run:
     high-water mark), else from wait4."""
     with tempfile.TemporaryDirectory() as tmp:
         out, err, stats = Path(tmp, "out"), Path(tmp, "err"), Path(tmp, "stats")
-        timed = [GNU_TIME, "-f", "%M %I", "-o", str(stats), *cmd] if GNU_TIME else cmd
+        timed = [GNU_TIME, "-f", "%M %I %U %S", "-o", str(stats), *cmd] if GNU_TIME else cmd
         with open(out, "wb") as o, open(err, "wb") as e:
             started = time.perf_counter()
             proc = subprocess.Popen(timed, stdout=o, stderr=e, env={**os.environ, **(env or {})})
@@ -87,10 +92,11 @@ def run(cmd: list[str], env: Optional[dict] = None) -> Run:
             wall = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status):
             sys.exit(f"bench: {' '.join(cmd)} failed:\n{err.read_text()[-2000:]}")
-        rss_kb, blocks = ru.ru_maxrss, ru.ru_inblock
+        rss_kb, blocks, cpu = ru.ru_maxrss, ru.ru_inblock, ru.ru_utime + ru.ru_stime
         if GNU_TIME:
-            rss_kb, blocks = map(int, stats.read_text().split()[-2:])
-        return Run(wall, blocks * 512, rss_kb * 1024, out.read_text())
+            rss, reads, user, system = stats.read_text().split()[-4:]
+            rss_kb, blocks, cpu = int(rss), int(reads), float(user) + float(system)
+        return Run(wall, blocks * 512, rss_kb * 1024, out.read_text(), cpu=cpu)
 
 
 def evict(*paths: Path | str) -> None:
@@ -194,14 +200,14 @@ def build_cmd(manual: Path, out: Path, *extra: str) -> list[str]:
 FLOOR_FLAGS = ("--no-same-owner", "--no-same-permissions", "--touch")
 
 
-def needed_tar(manual: Path, work: Path, env: dict) -> Path:
+def needed_tar(manual: Path, work: Path, env: dict, *extra: str) -> Path:
     """A tar of exactly the files a build writes (the GNU-tar floor), made once from a build."""
     tar = manual / "needed.tar"
     if tar.exists():
         return tar
     out = work / "needed-out"
     clear(out)
-    run(build_cmd(manual, out), env)
+    run(build_cmd(manual, out, *extra), env)
     tmp = manual / "needed.tar.part"
     subprocess.run(["tar", "-cf", str(tmp), "-C", str(out), "train", "val", "test"], check=True)
     tmp.rename(tar)
@@ -436,6 +442,24 @@ def bench_checks(manual: Path, work: Path, rounds: int) -> str:
                  ["", "wall (median)", "÷ its baseline", "target"], rows) + "\n" + note
 
 
+def formats_sections(full: Path, real: Path, work: Path, rounds: int) -> list[str]:
+    """tfds and hf builds beside the folders build, at full count and at realistic sizes."""
+    me = sys.modules[__name__]
+    text, figures = bench_formats.bench_formats(
+        me, full, work, rounds, "Build of train + val + test by format, full-count set, index cached (warm cache)")
+    worst = max(f["rss"] for name, f in figures.items() if name != "folders")
+    sized, _ = bench_formats.bench_formats(
+        me, real, work, rounds, "Build of train + val + test by format, realistic-size set, index cached (warm cache)")
+    return [text + f"\nPeak RSS of the tfds and hf builds at full count: {mb(worst)}.\n", sized]
+
+
+def tfds_specs(quick: bool) -> dict[int, SynthSpec]:
+    """Sets TFDS's own builder runs on: a few class counts (minutes past a hundred classes)."""
+    if quick:
+        return {2: lt_shape(2, 30, **SMALL), 4: lt_shape(4, 30, **SMALL)}
+    return {25: lt_shape(25, 1250), 100: lt_shape(100, 1250)}
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
@@ -454,7 +478,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Tiny sets, one round: a smoke test.")
     ap.add_argument("--strategies", default="seek,stream", help="Build strategies to compare.")
     ap.add_argument("--skip", default="",
-                    help="Comma-separated sections to skip: index,build,sized,cold,checks.")
+                    help="Comma-separated sections to skip: index,build,sized,cold,checks,formats,tfds,hub,places.")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     strategies = args.strategies.split(",")
@@ -490,6 +514,21 @@ def main() -> None:
             report.append(bench_cold(real, work, rounds, strategies))
         if "checks" not in skip:
             report.append(bench_checks(full, work, rounds))
+        if "formats" not in skip:
+            report += formats_sections(full, real, work, rounds)
+        if "tfds" not in skip:
+            sets = {c: ensure_set(data / f"tfds-{c}", spec) for c, spec in tfds_specs(args.quick).items()}
+            report.append(bench_formats.bench_tfds_builder(sys.modules[__name__], sets, full, full_spec.classes,
+                                                           work, rounds, slow_rounds))
+        if "hub" not in skip:
+            sys.modules.setdefault("bench", sys.modules[__name__])  # one module: its TRASH, QUICK
+            from hub_bench import bench_hub  # (beside this script)
+            report.append(bench_hub({"full-count": full, "realistic": real}, data, work, rounds, args.quick))
+        if "places" not in skip:
+            from bench_places import bench_places, ensure_places_set
+
+            places = ensure_places_set(data / "places-256", args.quick)
+            report.append(bench_places(sys.modules[__name__], places, work, rounds, strategies))
         print("\n".join(report), flush=True)
     finally:
         say("deleting the outputs of every run (kept until now, see clear())")

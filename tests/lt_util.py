@@ -157,8 +157,9 @@ def padding_of(offset: int, size: int) -> tuple[int, int]:
 
 def with_split(spec, base=None):
     """ImageNet-LT (or `base`) with one split's entry (its pin, its mirrors) replaced by `spec`."""
-    from ltextract.benchmarks import Benchmark
+    from dataclasses import replace
+
     from ltextract.benchmarks.imagenet_lt import IMAGENET_LT
 
     base = base or IMAGENET_LT
-    return Benchmark(base.name, base.title, tuple(spec if s.name == spec.name else s for s in base.splits))
+    return replace(base, splits=tuple(spec if s.name == spec.name else s for s in base.splits))

@@ -86,7 +86,7 @@ def test_nothing_official_to_check(syn, tmp_path):
     manual = explode(syn, tmp_path / "m", "tree")
     r = run_cli("verify", "--sources", "--manual-dir", manual)
     assert r.returncode == 1
-    assert f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}" in error_line(r.stderr)
+    assert f"neither {TRAIN_TAR} nor {VAL_TAR} (nor a Places365 tar) is in {manual}" in error_line(r.stderr)
 
 
 def test_out_or_sources_not_both():

@@ -14,7 +14,7 @@ from ltextract.benchmarks import Benchmark, Pin, SplitSpec
 from ltextract.benchmarks.fetch import fetch_lists, fetch_published, fetch_url, find_confirm_url
 from ltextract.benchmarks.imagenet_lt import IMAGENET_LT
 
-SPLITS = IMAGENET_LT.split_names
+SPLITS = IMAGENET_LT.default_splits
 
 FAST = dict(timeout=(0.5, 0.5), retries=2, backoff=0.01)
 
@@ -224,7 +224,7 @@ def test_find_confirm_url():
 
 def test_mirrors_table():
     assert SPLITS == ("train", "val", "test")
-    MIRRORS = {s.name: s.mirrors for s in IMAGENET_LT.splits}
+    MIRRORS = {s: IMAGENET_LT.split(s).mirrors for s in SPLITS}
     for split, urls in MIRRORS.items():
         assert urls[0] == ("https://raw.githubusercontent.com/facebookresearch/classifier-balancing"
                            f"/main/data/ImageNet_LT/ImageNet_LT_{split}.txt")

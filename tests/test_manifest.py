@@ -98,3 +98,14 @@ def test_a_manifest_as_written_takes_the_whole_column_path(tmp_path):
     assert manifest._clean_rows(render_manifest(sharded).decode()) == sharded
     for bad in ("train/../a.JPEG", "train//a.JPEG", "/train/n0/a.JPEG", "train/n0/./a"):
         assert manifest._clean_rows(text.replace("train/n01440764/a.JPEG", bad, 1)) is None
+
+
+def test_positions_round_trip(tmp_path):
+    """tfds and hf manifests end in shard,index; read back into the rows they came from."""
+    from ltextract.out.manifest import POSITION_COLUMNS, read_manifest, write_split
+
+    rows = [Row("val/n0/a.JPEG", 0, "n0", 5, "ab", "data/validation-00000-of-00001.parquet", "1"),
+            Row("val/n0/b.JPEG", 0, "n0", 6, "cd", "data/validation-00000-of-00001.parquet", "0")]
+    write_split(tmp_path, "val", rows, shard_columns=POSITION_COLUMNS)
+    assert (tmp_path / "val.csv").read_text().splitlines()[0].endswith(",file_name,shard,index")
+    assert read_manifest(tmp_path, "val") == rows

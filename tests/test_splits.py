@@ -19,8 +19,8 @@ from ltextract.benchmarks.load import load_lists
 from ltextract.errors import FetchError, ListError
 from lt_util import with_split
 
-SPLITS = IMAGENET_LT.split_names
-PINS = {s.name: s.pin for s in IMAGENET_LT.splits}
+SPLITS = IMAGENET_LT.default_splits
+PINS = {s: IMAGENET_LT.split(s).pin for s in SPLITS}
 
 W = wnids()
 GOOD = ("train/n01440764/n01440764_190.JPEG 0\n"
@@ -60,7 +60,8 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 def test_pins_and_tops():
     assert SPLITS == ("train", "val", "test") and tuple(PINS) == SPLITS
-    assert IMAGENET_LT.origins == {"train": "train", "val": "train", "test": "val"}
+    assert IMAGENET_LT.origins == {"train": "train", "val": "train", "test": "val",
+                                   **{s: "val" for s in IMAGENET_LT.split_names[3:]}}
     assert [(p.filename, p.lines, p.per_class) for p in PINS.values()] == [
         ("ImageNet_LT_train.txt", 115_846, (5, 1280)),
         ("ImageNet_LT_val.txt", 20_000, (20, 20)),

@@ -125,7 +125,7 @@ def test_recheck_and_other_formats_go_the_full_way(run, tmp_path):
 
 # --- the journal read a column at a time ------------------------------------------------------
 
-_field = st.sampled_from(["train/n01440764/a.JPEG", "train/n0/b", "train/x.tar", "val/n0/a", "train/../a",
+_field = st.sampled_from(["train/n01440764/a.JPEG", "train/n0/b", "train/x.tar", "val/n0/a", "train/../a", ".ltextract/x",
                           "train//a", "12", "0", "-1", "1²", "9" * 21, "ab" * 32, "AB" * 32, "", "?train/n0/c",
                           "train/n0/\0", "x y"])
 
@@ -140,7 +140,7 @@ def test_journal_columns_agree_with_the_line_by_line_read(tmp_path_factory, head
     (out / ".ltextract" / "train.journal").write_text(text, "utf-8", "surrogateescape")
     fast = journal.read_journal_entries(out, "train")
     real = journal.journal_columns
-    journal.journal_columns = lambda text, split, checked=True: None
+    journal.journal_columns = lambda text, checked=True: None
     try:
         slow = journal.read_journal_entries(out, "train")
     finally:

@@ -25,3 +25,16 @@ class Official:
 OFFICIAL = {TRAIN_TAR: Official(TRAIN_TAR, 147_897_477_120, "1d675b47d978889d74fa0da5fadfb00e"),
             VAL_TAR: Official(VAL_TAR, 6_744_924_160, "29b22e2961454d5413ddabcf34fc5622")}
 OFFICIAL_SIZES = {name: o.size for name, o in OFFICIAL.items()}
+
+#: Places365 (Places-LT's images): the "easy format" tar holds train and val in class folders;
+#: the 256x256 and the high-resolution pairs hold train in letter/category[/sub] folders and
+#: val flat (the lists give each val image's class).
+PLACES_EASY_TAR = "places365standard_easyformat.tar"
+PLACES_TARS = {"train": (PLACES_EASY_TAR, "train_256_places365standard.tar",
+                         "train_large_places365standard.tar"),
+               "val": (PLACES_EASY_TAR, "val_256.tar", "val_large.tar")}
+#: the archives each benchmark's image set comes in, per origin (`Benchmark.images`)
+ARCHIVES = {"ilsvrc2012": {"train": (TRAIN_TAR,), "val": (VAL_TAR,)}, "places365": PLACES_TARS}
+OFFICIAL_SIZES.update({PLACES_EASY_TAR: 26_686_689_280, "train_256_places365standard.tar": 26_103_685_120,
+                       "val_256.tar": 525_158_400, "train_large_places365standard.tar": 112_598_435_840,
+                       "val_large.tar": 2_270_320_640})

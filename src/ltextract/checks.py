@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ltextract.benchmarks import Benchmark, get
-from ltextract.benchmarks.classes import label_of
-from ltextract.benchmarks.lists import check_totals, parse_list
+from ltextract.benchmarks.lists import check_totals, list_path, parse_list
 from ltextract.errors import ListError, LtError
 from ltextract.files import gc_paused
 from ltextract.formats import FORMATS, Problem, writer_class
-from ltextract.out import STATE_DIR, repair
+from ltextract.out import STATE_DIR, manifest, repair
 from ltextract.out.folders import ensure_dir
 from ltextract.out.lock import OutLock
-from ltextract.out.manifest import Row, list_path, read_manifest, read_metadata, render_list
+from ltextract.out.manifest import Row, read_manifest, read_metadata, render_list
 
 
 @dataclass
@@ -46,21 +45,26 @@ class Report:
                 "repair": self.repair, "recorded": not self.unrecorded}
 
 
-def check_rows(split: str, rows: list[Row]) -> list[Problem]:
-    """Each row's path, wnid and label agree with each other and appear once. Checked a column
-    at a time first (a tenth of the time of a check per row); rows only where that fails."""
-    labels = label_of()
+def check_rows(split: str, rows: list[Row], bench: Optional[Benchmark] = None, layout: str = "splits",
+               flat: bool = False) -> list[Problem]:
+    """Each row's path, class and label agree with each other and appear once; the path is where
+    `layout` puts the file (with `lists`, the list's own path: `flat` for `val/<file>` ones).
+    Checked a column at a time first (a tenth of the time of a check per row); rows only where
+    that fails."""
+    bench = bench or get()
+    labels = bench.label_of
+    flat = flat and layout == "lists"  # (--layout splits puts a flat list's files in class folders)
+    top = bench.split(split).origin if layout == "lists" else split
     paths, wnids = list(map(_PATH, rows)), list(map(_WNID, rows))
-    shaped = map(str.startswith, paths, map(f"{split}/".__add__, map(str.__add__, wnids, repeat("/"))))
-    if all(shaped) and sum(map(str.count, paths, repeat("/"))) == 2 * len(rows) \
+    folders = map(f"{top}/".__add__, repeat("") if flat else map(str.__add__, wnids, repeat("/")))
+    if all(map(str.startswith, paths, folders)) and sum(map(str.count, paths, repeat("/"))) == (1 if flat else 2) * len(rows) \
             and list(map(labels.get, wnids)) == list(map(_LABEL, rows)) and len(set(paths)) == len(rows):
         return []
     problems = []
     seen: set[str] = set()
     for row in rows:
-        parts = row.path.split("/")
-        if len(parts) != 3 or parts[0] != split or parts[1] != row.wnid:
-            problems.append(Problem(row.path, f"path does not match {split}/{row.wnid}/<file>"))
+        if list_path(top, row.wnid, row.file_name, flat) != row.path:
+            problems.append(Problem(row.path, f"path does not match {list_path(top, row.wnid, '<file>', flat)}"))
         if labels.get(row.wnid) != row.label:
             problems.append(Problem(row.path, f"label {row.label} does not match {row.wnid}"))
         if row.path in seen:
@@ -74,7 +78,7 @@ _PATH, _WNID, _LABEL = attrgetter("path"), attrgetter("wnid"), attrgetter("label
 
 def check_list(out: Path, bench: Benchmark, split: str, rows: list[Row], meta: dict) -> list[Problem]:
     """The rewritten list equals the manifest, and maps back to the very list the build used."""
-    path = list_path(out, bench.split(split).pin.filename)
+    path = manifest.list_path(out, bench.split(split).pin.filename)
     name = path.name
     try:
         data = path.read_bytes()
@@ -91,19 +95,25 @@ def check_list(out: Path, bench: Benchmark, split: str, rows: list[Row], meta: d
 def check_recorded_list(bench: Benchmark, split: str, rows: list[Row], meta: dict, name: str,
                         text: Optional[str] = None) -> list[Problem]:
     """The manifest maps back to the very list the build used (and its published totals).
-    `text`: the rows as `render_list` writes them, when made already."""
+    `text`: the rows as `render_list` writes them, when made already. Checked after `check_rows`:
+    a row's path is `<split or its origin>/[<class>/]<file>`."""
     spec = bench.split(split)
-    if text is None:
-        text = render_list(rows).decode("utf-8", "surrogateescape")
-    # each line "<split>/<wnid>/<file> <label>" as the original list says it: "<origin>/..."
-    original = text.replace(f"\n{split}/", f"\n{spec.origin}/")
-    original = f"{spec.origin}/{original[len(split) + 1:]}" if original else ""
-    data = original.encode("utf-8", "surrogateescape")
+    if meta.get("flat"):  # `val/<file> <label>` lines, whatever the layout made of them
+        data = "".join(f"{list_path(spec.origin, r.wnid, r.file_name, True)} {r.label}\n"
+                       for r in rows).encode("utf-8", "surrogateescape")
+    else:
+        if text is None:
+            text = render_list(rows).decode("utf-8", "surrogateescape")
+        # each line "<top>/<class>/<file> <label>" as the original list says it: "<origin>/..."
+        top = rows[0].path.split("/", 1)[0] if rows else spec.origin
+        original = text.replace(f"\n{top}/", f"\n{spec.origin}/")
+        original = f"{spec.origin}/{original[len(top) + 1:]}" if original else ""
+        data = original.encode("utf-8", "surrogateescape")
     if hashlib.sha256(data).hexdigest() != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]
     if meta.get("published"):
         try:
-            check_totals(spec.pin, parse_list(data, spec.pin.filename), name)
+            check_totals(spec.pin, parse_list(data, spec.pin.filename, bench), name, bench)
         except ListError as e:
             return [Problem(name, str(e))]
     return []
@@ -122,18 +132,23 @@ def verify(out: Path, workers: int = 4, progress: Optional[Callable[[int], None]
 
 
 def _verify(out: Path, workers: int, progress: Optional[Callable[[int], None]]) -> Report:
+    """(of the benchmark and layout OUT's ltextract.json names)"""
     meta = read_metadata(out)
-    bench = get()
+    try:
+        bench = get(manifest.benchmark_of(meta))
+    except LtError:
+        raise LtError(f"{out}: unknown benchmark {manifest.benchmark_of(meta)[:40]!r} in metadata") from None
+    layout = manifest.layout_of(meta)
     report = Report()
     for split, record in sorted(meta["splits"].items()):
         if split not in bench.split_names:
-            raise LtError(f"{out}: unknown split {split!r} in metadata")
+            raise LtError(f"{out}: unknown split {split[:40]!r} in metadata")
         fmt = record.get("format", "folders")
         if fmt not in FORMATS:
-            raise LtError(f"{out}: unknown format {fmt!r} of {split} in metadata")
+            raise LtError(f"{out}: unknown format {fmt[:40]!r} of {split} in metadata")
         writer = writer_class(fmt)
         rows = read_manifest(out, split)
-        problems = check_rows(split, rows)
+        problems = check_rows(split, rows, bench, layout, bool(record.get("list", {}).get("flat")))
         if writer.writes_list:
             problems += check_list(out, bench, split, rows, record.get("list", {}))
         else:

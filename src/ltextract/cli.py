@@ -14,14 +14,15 @@ import click
 
 from ltextract import __version__, api
 from ltextract.api import DEFAULT_WORKERS
-from ltextract.benchmarks import get
+from ltextract.benchmarks import DEFAULT, catalog, get
 from ltextract.errors import LtError, UsageError
 from ltextract.formats import FORMATS
 from ltextract.formats.links import MODES
+from ltextract.plan import LAYOUTS
 from ltextract.sources.storage import STRATEGIES
 from ltextract.ui import Terminal, bar, say, warn
 
-SPLITS = get().split_names
+BENCHMARKS = tuple(catalog())
 
 
 class Terminated(BaseException):
@@ -49,7 +50,7 @@ class _DownloadingCommand(click.Command):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from ltextract.benchmarks import fetch  # imports requests: only when help is shown
 
-        urls = sum(len(s.mirrors) for s in get().splits)
+        urls = sum(len(s.mirrors) for s in get().splits if s.default)
         worst = urls * (fetch.TOTAL + sum(fetch.TIMEOUT)) / 60
         pauses = fetch.BACKOFF * (2 ** fetch.RETRIES - 1)
         with formatter.section("Downloads"):
@@ -63,15 +64,18 @@ class _DownloadingCommand(click.Command):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ltextract")
 def cli() -> None:
-    """Build ImageNet-LT from ILSVRC2012 (the two tars, split tars, class tars or extracted
-    trees), reading only the bytes it needs.
+    """Build long-tailed benchmarks (ImageNet-LT, its test-agnostic test sets, ImageNet-100-LT,
+    Places-LT) from the archives you have (ILSVRC2012's tars, split tars, class tars or extracted
+    trees; Places365's tars or trees), reading only the bytes they need.
 
     stdout carries only data (lists, --json, tables); messages and progress go to stderr.
 
     \b
     Example:
       ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
+      ltextract build --benchmark places_lt --manual-dir ~/places365 --out ~/data/Places_LT
       ltextract stats ~/data/ImageNet_LT --plot lt.png
+      ltextract benchmarks
 
     \b
     Shell completion (bash; zsh_source / fish_source likewise):
@@ -81,16 +85,24 @@ def cli() -> None:
 
 manual_dir_option = click.option(
     "--manual-dir", type=click.Path(path_type=Path),
-    help="Folder holding the ILSVRC2012 images: the two tars, split tars (.tar.001, ...), class tars"
-         " or extracted trees [default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
+    help="Folder holding the images: ILSVRC2012's two tars, split tars (.tar.001, ...), class tars"
+         " or extracted trees; for Places-LT, Places365's tars or trees"
+         " [default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
+benchmark_option = click.option(
+    "--benchmark", default=DEFAULT, show_default=True, type=click.Choice(BENCHMARKS),
+    help="Which benchmark (`ltextract benchmarks` lists them).")
+split_option = click.option(
+    "--split", "splits", multiple=True, metavar="NAME",
+    help="Split (repeatable) [default: the benchmark's train, val, test; `ltextract benchmarks`"
+         " names the others, e.g. imagenet_lt's SADE test sets forward50 ... backward50].")
 
 
 def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
     urls = {}
     for value in values:
         name, eq, url = value.partition("=")
-        if not eq or name not in SPLITS or not url:
-            raise click.BadParameter(f"{value!r}: expected NAME=URL with NAME one of {', '.join(SPLITS)}",
+        if not eq or not name or not url:
+            raise click.BadParameter(f"{value!r}: expected NAME=URL with NAME a split",
                                      param_hint="--split-url")
         urls[name] = url
     return urls
@@ -99,10 +111,11 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @cli.command(cls=_DownloadingCommand)
 @manual_dir_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS),
-              help="Split to build (repeatable) [default: train, val, test].")
+@benchmark_option
+@split_option
 @click.option("--splits-dir", type=click.Path(path_type=Path),
-              help="Read ImageNet_LT_<split>.txt from this folder instead of downloading.")
+              help="Read the lists under their published file names (ImageNet_LT_<split>.txt, ...)"
+                   " from this folder instead of downloading.")
 @click.option("--split-url", "split_urls", multiple=True, metavar="NAME=URL",
               help="Fetch one split's list from URL (repeatable).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
@@ -112,9 +125,18 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Copy worker processes (seek) or writer threads (stream): reads and writes in flight.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="folders", show_default=True,
-              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards.")
-@click.option("--shard-size", default="1GB", show_default=True, metavar="SIZE|Nfiles",
-              help="webdataset shard size: bytes (512MB, 1GiB) or samples per shard (5000files).")
+              help="folders: OUT/<split>/<wnid>/<file> (ImageFolder); webdataset: tar shards;"
+                   " tfds: OUT/<benchmark>/1.0.0 as TensorFlow Datasets prepares it (tfds.load);"
+                   " hf: parquet shards and a dataset card (datasets.load_dataset).")
+@click.option("--layout", type=click.Choice(LAYOUTS), default="splits", show_default=True,
+              help="splits: one folder per split, OUT/<split>/<class>/<file>; lists: every file at"
+                   " exactly its list path (OUT/train/..., OUT/val/...), so the lists codebases ship"
+                   " resolve with root = OUT.")
+@click.option("--shard-size", metavar="SIZE|Nfiles",
+              help="webdataset and hf shard size: bytes (512MB, 1GiB) or samples per shard (5000files)"
+                   " [default: 1GB for webdataset, 500MB for hf; tfds shards as TFDS does].")
+@click.option("--tfds-file-format", type=click.Choice(["tfrecord", "array_record"]), default="tfrecord",
+              show_default=True, help="--format tfds: TFRecord (tfds.load) or ArrayRecord (tfds.data_source).")
 @click.option("--train-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
               help="Train images from this tar, folder of class tars or tree [default: detected].")
 @click.option("--val-source", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH|-",
@@ -127,28 +149,35 @@ def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
 @quiet_option
 @progress_option
-def build(manual_dir: Optional[Path], out: Path, splits: tuple[str, ...], splits_dir: Optional[Path],
-          split_urls: tuple[str, ...], strategy: str, workers: int, fmt: str, shard_size: str,
-          train_source: Optional[Path], val_source: Optional[Path], link: str, recheck: bool,
-          as_json: bool, quiet: bool) -> None:
-    """Build OUT/<split>/<wnid>/<file> (or webdataset shards) with CSV manifests; resumable.
+def build(manual_dir: Optional[Path], out: Path, benchmark: str, splits: tuple[str, ...],
+          splits_dir: Optional[Path], split_urls: tuple[str, ...], strategy: str, workers: int, fmt: str,
+          layout: str, shard_size: Optional[str], tfds_file_format: str, train_source: Optional[Path],
+          val_source: Optional[Path], link: str, recheck: bool, as_json: bool, quiet: bool) -> None:
+    """Build OUT/<split>/<wnid>/<file> (or shards: webdataset, tfds, hf) with CSV manifests; resumable.
 
-    The manual dir may hold the two tars, tars split into parts (.tar.001, .002, ...), the
-    train tar unpacked into class tars (ILSVRC2012_img_train/n*.tar), or extracted trees
-    (train/n*/, val/ flat or in wnid folders, or Kaggle's ILSVRC/Data/CLS-LOC/{train,val}).
-    A tar can also come from stdin: --train-source - or --val-source -.
+    For ILSVRC2012, the manual dir may hold the two tars, tars split into parts (.tar.001, ...),
+    the train tar unpacked into class tars (ILSVRC2012_img_train/n*.tar), or extracted trees
+    (train/n*/, val/ flat or in wnid folders, or Kaggle's ILSVRC/Data/CLS-LOC/{train,val}). For
+    Places-LT: places365standard_easyformat.tar, train_256_places365standard.tar + val_256.tar,
+    the _large pair, or any of them extracted. A tar can also come from stdin: --train-source -
+    or --val-source -. SADE's test sets (--split forward50 ...) are hard links to test's files
+    when test is in OUT.
 
     \b
     Example:
       ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT
+      ltextract build --manual-dir ~/imagenet --out ~/data/ImageNet_LT --split forward50 --split uniform
+      ltextract build --benchmark places_lt --manual-dir ~/places365 --out ~/data/Places_LT --layout lists
       ssh nas cat /data/ILSVRC2012_img_train.tar | ltextract build --train-source - --split train ...
       ltextract build --out lt-wds --format webdataset --shard-size 512MB
+      ltextract build --out ~/data/lt-tfds --format tfds   # tfds.load('imagenet_lt', data_dir=...)
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     summary = api.build(out, manual_dir, splits=splits, splits_dir=splits_dir,
                         split_urls=parse_split_urls(split_urls), strategy=strategy, workers=workers,
                         format=fmt, shard_size=shard_size, train_source=train_source,
-                        val_source=val_source, link=link, quiet=quiet, recheck=recheck)
+                        val_source=val_source, link=link, quiet=quiet, benchmark=benchmark,
+                        layout=layout, tfds_file_format=tfds_file_format, recheck=recheck)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 
@@ -236,18 +265,40 @@ def _how_to_repair(report: Any) -> str:
 @cli.command(cls=_DownloadingCommand)
 @click.option("--dest", type=click.Path(path_type=Path),
               help="Folder to write the lists into [default: the cache dir].")
+@benchmark_option
+@split_option
 @quiet_option
-def fetch(dest: Optional[Path], quiet: bool) -> None:
-    """Download the three published lists and check them against their pinned sha256.
+def fetch(dest: Optional[Path], benchmark: str, splits: tuple[str, ...], quiet: bool) -> None:
+    """Download a benchmark's published lists and check them against their pinned sha256.
 
     Mirrors are tried in order, each with timeouts and a few retries. Prints each list's path.
 
     \b
     Example:
       ltextract fetch --dest lists/
+      ltextract fetch --benchmark places_lt --dest lists/
     """
-    for path in api.fetch(dest, warn=warn).values():
+    for path in api.fetch(dest, warn=warn, benchmark=benchmark, splits=splits).values():
         click.echo(str(path))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+def benchmarks(as_json: bool) -> None:
+    """The benchmarks ltextract builds: splits with image and class counts, the archives each
+    reads, list files with sha256 pins and mirrors (--json), citations (--json).
+
+    \b
+    Example:
+      ltextract benchmarks
+      ltextract benchmarks --json | jq '.[] | .name'
+    """
+    if as_json:
+        click.echo(json.dumps(api.benchmarks(), indent=2))
+        return
+    from ltextract.benchmarks.describe import render
+
+    click.echo(render(list(catalog().values())), nl=False)
 
 
 @cli.command()
@@ -281,49 +332,91 @@ def index(manual_dir: Optional[Path], as_list: bool, refresh: bool, quiet: bool)
 
 @cli.command()
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Manual dir to create.")
+@benchmark_option
+@click.option("--shape", type=click.Choice(("tars", "hub-parquet", "hub-tar.gz", "easyformat", "256", "large")),
+              help="The archives: ILSVRC2012's two tars, or the Hugging Face Hub's shards of the same"
+                   " images in OUT/data (hub-parquet needs pyarrow); Places365's easy-format tar, or"
+                   " its 256 or large pair [default: tars; places_lt: 256].")
+@click.option("--lists", "lists_dir", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="Make the archives around the benchmark's lists in DIR (e.g. the published"
+                   " ones) instead of synthetic lists.")
 @click.option("--classes", default=10, show_default=True, type=click.IntRange(1, 1000),
-              help="Classes: real wnids, spread evenly over the sorted 1000.")
+              help="Classes: real wnids (ImageNet), spread evenly over the benchmark's classes.")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Random seed: the same seed gives the same bytes.")
 @quiet_option
-def synth(out: Path, classes: int, seed: int, quiet: bool) -> None:
-    """Write a small ILSVRC2012-shaped manual dir (nested class tars, flat val tar, tiny JPEGs,
-    real wnids) and matching long-tailed lists ImageNet_LT_{train,val,test}.txt.
+def synth(out: Path, benchmark: str, shape: Optional[str], lists_dir: Optional[Path], classes: int,
+          seed: int, quiet: bool) -> None:
+    """Write a small manual dir for a benchmark: archives shaped like the real ones (ILSVRC2012's
+    class tars and flat val tar, or the Hugging Face Hub's shards of them; Places365's tars; tiny
+    JPEGs, the real class names) and matching long-tailed lists under their published names (for
+    imagenet_lt, SADE's test sets too); or, with --lists DIR, archives holding every image of the
+    lists in DIR.
 
     \b
     Example:
       ltextract synth --out demo/manual --classes 20
       ltextract build --manual-dir demo/manual --splits-dir demo/manual --out demo/out
+      ltextract synth --out demo/hub --classes 20 --shape hub-parquet
+      ltextract synth --benchmark places_lt --shape easyformat --out demo/places
+      ltextract synth --benchmark imagenet100_lt --lists ~/lists --out demo/in100
     """
-    from ltextract.synth import SynthSpec, make_manual_dir
+    from ltextract.synth.archives import make_benchmark_dir
 
-    result = make_manual_dir(out, SynthSpec(classes=classes, seed=seed))
-    click.echo(str(result.manual_dir))
+    bench = get(benchmark)
+    hub = shape in ("hub-parquet", "hub-tar.gz")
+    if hub and bench.images != "ilsvrc2012":
+        raise UsageError(f"--shape {shape} holds ILSVRC2012's images, not {bench.title}'s")
+    try:
+        tars = make_benchmark_dir(out, bench, "tars" if hub else shape or "", lists_dir, classes, seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if hub:
+        from ltextract.synth.hub import HubSpec, make_hub_dir
+
+        try:
+            make_hub_dir(tars["train"], tars["val"], (lists_dir or out) / bench.split("test").pin.filename,
+                         out, HubSpec(shape=shape.partition("-")[2], seed=seed))  # type: ignore[union-attr]
+        except ImportError as e:
+            raise LtError(f"--shape {shape} needs {e.name}: pip install 'ltextract[hub]'") from None
+        tars["train"].unlink()  # the Hub's shards are the manual dir's images now
+        tars["val"].unlink()
+    click.echo(str(out))
 
 
 @cli.command()
 @click.argument("out", required=False, type=click.Path(path_type=Path))
 @click.option("--splits-dir", type=click.Path(path_type=Path),
-              help="Count ImageNet_LT_train.txt in this folder instead of a built OUT.")
+              help="Count the benchmark's train list (ImageNet_LT_train.txt, ...) in this folder"
+                   " instead of a built OUT.")
+@click.option("--benchmark", type=click.Choice(BENCHMARKS),
+              help=f"With --splits-dir: whose train list [default: {DEFAULT}]; OUT records its own.")
+@click.option("--export", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="Also write classnames.txt (class folders in label order), class_counts.json"
+                   " (train images per label) and shot_groups.json (labels per group) into DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print groups, class lists and counts as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print wnid,label,train_count,group per class.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.png",
               help="Also draw the sorted class-frequency curve (needs ltextract[plot]).")
 @quiet_option
-def stats(out: Optional[Path], splits_dir: Optional[Path], as_json: bool, as_csv: bool,
-          plot: Optional[Path], quiet: bool) -> None:
+def stats(out: Optional[Path], splits_dir: Optional[Path], benchmark: Optional[str], export: Optional[Path],
+          as_json: bool, as_csv: bool, plot: Optional[Path], quiet: bool) -> None:
     """Per-class train counts and the many- (>100), medium- (20-100) and few-shot (<20) groups.
 
     \b
     Example:
       ltextract stats ~/data/ImageNet_LT --plot lt.png
+      ltextract stats ~/data/Places_LT --export ~/data/Places_LT/meta
       ltextract stats --splits-dir lists/ --json | jq '.groups.few.wnids'
+      ltextract stats --benchmark places_lt --splits-dir lists/ --export meta/
     """
     from ltextract import counts as st
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
-    result = api.stats(out, splits_dir)
+    result = api.stats(out, splits_dir, benchmark, export)
+    if export is not None:
+        say(f"wrote {', '.join(st.EXPORTS)} into {export}", quiet)
     if plot is not None:
         st.plot(result, plot)
         say(f"wrote {plot}", quiet)

@@ -1,18 +1,21 @@
-"""Per-class train counts and the many / medium / few-shot groups ImageNet-LT accuracy is reported on.
+"""Per-class train counts and the many / medium / few-shot groups long-tail accuracy is reported on.
 
-The groups follow Liu et al. (OLTR, 2019): many-shot > 100 train images, medium-shot 20..100,
-few-shot < 20. On the published train list that is 385 / 479 / 136 classes.
+The groups follow Liu et al. (OLTR, 2019) as classifier-balancing counts them: many-shot > 100
+train images, medium-shot 20..100, few-shot < 20. On the published train lists that is 385 / 479
+/ 136 classes (ImageNet-LT), 39 / 48 / 13 (ImageNet-100-LT), 131 / 163 / 71 (Places-LT).
+`export` writes them as the files long-tail codebases read.
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
-from ltextract.benchmarks.classes import label_of
+from ltextract.benchmarks import Benchmark, get
 from ltextract.errors import LtError
 
 MANY_ABOVE = 100  # many-shot: more than this many train images
@@ -35,6 +38,7 @@ class ClassCount:
 class Stats:
     source: str  # the list or manifest the counts came from
     classes: list[ClassCount]  # sorted by count, largest first, ties by label
+    benchmark: Benchmark = field(default_factory=get)
 
     def group(self, name: str) -> list[ClassCount]:
         return [c for c in self.classes if c.group == name]
@@ -45,11 +49,14 @@ class Stats:
 
     def as_json(self) -> dict:
         groups = {}
+        names = _plural(self.benchmark)
         for name in GROUPS:
             members = self.group(name)
             groups[name] = {"classes": len(members), "images": sum(c.count for c in members),
-                            "wnids": sorted(c.wnid for c in members)}
-        return {"source": self.source, "classes": len(self.classes), "images": self.images,
+                            names: sorted(c.wnid for c in members),
+                            "labels": sorted(c.label for c in members)}
+        return {"benchmark": self.benchmark.name, "source": self.source, "classes": len(self.classes),
+                "images": self.images,
                 "thresholds": {"many": f"> {MANY_ABOVE}", "medium": f"{FEW_BELOW}..{MANY_ABOVE}",
                                "few": f"< {FEW_BELOW}"},
                 "groups": groups,
@@ -62,32 +69,74 @@ def group_of(count: int) -> str:
     return "few" if count < FEW_BELOW else "medium"
 
 
-def count_classes(wnids: Iterable[str], source: str) -> Stats:
-    """Counts per wnid, largest first; only classes that occur in the list are counted."""
-    labels = label_of()
+def _plural(bench: Benchmark) -> str:
+    """The key naming a group's classes in `stats --json`: "wnids", or Places-LT's "class_names"."""
+    return "wnids" if bench.class_noun == "wnid" else f"{bench.class_noun}_names"
+
+
+def count_classes(wnids: Iterable[str], source: str, bench: Optional[Benchmark] = None) -> Stats:
+    """Counts per class, largest first; only classes that occur in the list are counted."""
+    bench = bench or get()
+    labels = bench.label_of
     counts = Counter(wnids)
     if not counts:
         raise LtError(f"{source} names no images")
-    unknown = next((w for w in counts if w not in labels), None)
-    if unknown is not None:
-        raise LtError(f"{source}: {unknown[:40]!r} is not one of the {len(labels)} ILSVRC2012 wnids")
+    unknown = sorted(set(counts) - labels.keys())
+    if unknown:
+        raise LtError(f"{source}: {unknown[0][:40]!r} is not one of {bench.describe_classes()}")
     classes = [ClassCount(w, labels[w], n) for w, n in counts.items()]
     classes.sort(key=lambda c: (-c.count, c.label))
-    return Stats(source, classes)
+    return Stats(source, classes, bench)
 
 
 def from_out(out: Path) -> Stats:
-    """Counts from a built OUT's train manifest (any --format writes one)."""
-    from ltextract.out.manifest import manifest_path, read_manifest
+    """Counts from a built OUT's train manifest (any --format writes one), for the benchmark
+    its ltextract.json names."""
+    from ltextract.out.manifest import benchmark_of, manifest_path, read_manifest, read_metadata
 
-    return count_classes((r.wnid for r in read_manifest(out, "train")), str(manifest_path(out, "train")))
+    try:
+        meta = read_metadata(out)
+    except LtError:  # then the manifest's absence says what is wrong
+        meta = {}
+    bench = get(benchmark_of(meta))
+    return count_classes((r.wnid for r in read_manifest(out, "train")), str(manifest_path(out, "train")),
+                         bench)
 
 
-def from_splits_dir(splits_dir: Path) -> Stats:
+def from_splits_dir(splits_dir: Path, bench: Optional[Benchmark] = None) -> Stats:
     from ltextract.benchmarks.load import load_lists
 
-    sl = load_lists(["train"], splits_dir=splits_dir)["train"]
-    return count_classes((e.wnid for e in sl.entries), sl.source)
+    bench = bench or get()
+    sl = load_lists(["train"], splits_dir=splits_dir, benchmark=bench)["train"]
+    return count_classes((e.wnid for e in sl.entries), sl.source, bench)
+
+
+EXPORTS = ("classnames.txt", "class_counts.json", "shot_groups.json")
+
+
+def export(stats: Stats, dest: Path) -> list[Path]:
+    """The files long-tail codebases read, in `dest`: `classnames.txt` (class folder names in
+    label order: an ImageFolder's `class_to_idx` for the benchmark's labels), `class_counts.json`
+    (train images per label, a list indexed by label) and `shot_groups.json` (the labels of
+    each group). Each written atomically."""
+    from ltextract.files import atomic_write
+
+    bench = stats.benchmark
+    per_label = [0] * len(bench.classes)
+    for c in stats.classes:
+        per_label[c.label] = c.count
+    groups = {name: sorted(c.label for c in stats.group(name)) for name in GROUPS}
+    groups["few"] = sorted(groups["few"] + [i for i, n in enumerate(per_label) if n == 0])
+    texts = ("".join(f"{c}\n" for c in bench.classes), json.dumps(per_label) + "\n",
+             json.dumps(groups, indent=1) + "\n")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LtError(f"--export {dest}: not a folder") from None
+    paths = [dest / name for name in EXPORTS]
+    for path, text in zip(paths, texts):
+        atomic_write(path, text.encode())
+    return paths
 
 
 # --- rendering (pure) -------------------------------------------------------------------
@@ -108,10 +157,10 @@ def render_table(stats: Stats) -> str:
 
 
 def render_csv(stats: Stats) -> str:
-    """One row per class in label order: wnid, label, train_count, group."""
+    """One row per class in label order: wnid (or class), label, train_count, group."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("wnid", "label", "train_count", "group"))
+    writer.writerow((stats.benchmark.class_noun, "label", "train_count", "group"))
     writer.writerows((c.wnid, c.label, c.count, c.group)
                      for c in sorted(stats.classes, key=lambda c: c.label))
     return buf.getvalue()

@@ -102,11 +102,12 @@ def safe_column(paths: list[str], slashes: set[int]) -> bool:
         and not any(u in joined for u in _UNSAFE)
 
 
-def safe_rel(rel: str, parts: int) -> bool:
-    """A path relative to OUT with exactly `parts` components, none empty, "." or "..", and no
-    NUL: safe to open under OUT (what a damaged manifest or journal names is checked so)."""
+def safe_rel(rel: str, parts: Union[int, set[int]]) -> bool:
+    """A path relative to OUT with `parts` components (a count, or a set of allowed counts),
+    none empty, "." or "..", and no NUL: safe to open under OUT (what a damaged manifest or
+    journal names is checked so)."""
     split = rel.split("/")
-    return len(split) == parts and "\0" not in rel and not any(p in ("", ".", "..") for p in split)
+    return len(split) in (parts if isinstance(parts, set) else {parts}) and "\0" not in rel and not any(p in ("", ".", "..") for p in split)
 
 
 @contextlib.contextmanager

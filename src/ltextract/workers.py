@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import gc
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -99,6 +100,98 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
+def fork_each(task: Callable[[T], Iterator[R]], items: Sequence[T], workers: int,
+              what: str) -> Iterator[R]:
+    """Everything `task(item)` yields, for every item, computed in `workers` forked processes
+    (each takes the next item when done with one: a process's start-up, such as importing a
+    library, is paid once), yielded here as it comes: long tasks (a shard read front to back)
+    report as they go, not once at the end.
+
+    A task's error (an LtError, an OSError) is raised here once it comes, and stops the others;
+    closing the iterator early (an error, Ctrl-C) stops the running tasks (SIGTERM: each ends
+    after the file in hand) and waits for them. A process that dies becomes an LtError naming
+    `what`."""
+    taken = multiprocessing.Value("q", 0)  # items handed out so far: the queue, shared
+    running: dict[Any, int] = {}  # the reading end of each process's pipe -> its pid
+    parent = os.getpid()
+    gc.freeze()  # a collection in a worker would touch, and so copy, every inherited object
+    try:
+        for _ in range(max(1, min(workers, len(items)))):
+            r, w = multiprocessing.Pipe(duplex=False)
+            with _signals_held():
+                pid = os.fork()
+                if pid == 0:
+                    r.close()
+                    _each(task, items, taken, w, parent)
+            w.close()
+            running[r] = pid
+        while running:
+            for r in multiprocessing.connection.wait(list(running)):
+                try:
+                    kind, value = r.recv()
+                except EOFError:
+                    kind, value = "died", None
+                if kind == "item":
+                    yield value
+                    continue
+                os.waitpid(running.pop(r), 0)
+                r.close()
+                if kind != "end":
+                    raise _side_error(kind, value, what)
+    finally:
+        for r, pid in running.items():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for r, pid in running.items():
+            with contextlib.suppress(EOFError, OSError, pickle.UnpicklingError):
+                while True:
+                    r.recv()  # what it still sends, unread, would block its exit
+            os.waitpid(pid, 0)
+            r.close()
+        gc.unfreeze()
+
+
+def _each(task: Callable[[Any], Iterator[Any]], items: Sequence[Any], taken: Any, conn: Any,
+          parent: int) -> None:
+    """A process `fork_each` starts: takes the next item until none is left, and sends
+    ("item", x) for each x `task(item)` yields, then its outcome. Never returns."""
+    status = 1
+    try:
+        die_with(parent)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the first stops it; cleanup then runs unbroken
+            signal.signal(sig, _stop_once)
+
+        def run() -> None:
+            while True:
+                with taken.get_lock():
+                    i = taken.value
+                    taken.value += 1
+                if i >= len(items):
+                    return
+                for x in task(items[i]):
+                    conn.send(("item", x))
+
+        answer = _outcome(run)
+        conn.send(("end", None) if answer[0] == "ok" else answer)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
+    """fn()'s result or failure, as it crosses a pipe to the parent."""
+    try:
+        return ("ok", fn())
+    except KeyboardInterrupt:
+        return ("stopped", None)
+    except LtError as e:
+        return ("error", str(e))
+    except OSError as e:
+        return ("oserror", (e.errno, e.strerror, e.filename))
+    except Exception:  # a bug: the parent shows it, traceback and all
+        return ("crash", traceback.format_exc())
+
+
 @contextmanager
 def alongside(fn: Callable[[], R], what: str, nice: int = 0) -> Iterator[Callable[[], R]]:
     """Run `fn()` in a forked process while the caller goes on; yields `join`, which waits
@@ -168,16 +261,7 @@ def _side(fn: Callable[[], Any], w: int, parent: int, nice: int, interrupt: bool
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         if nice:
             os.nice(nice)  # its workers, forked later, inherit it
-        try:
-            answer: tuple[str, Any] = ("ok", fn())
-        except KeyboardInterrupt:
-            answer = ("stopped", None)
-        except LtError as e:
-            answer = ("error", str(e))
-        except OSError as e:
-            answer = ("oserror", (e.errno, e.strerror, e.filename))
-        except Exception:  # a bug: the parent shows it, traceback and all
-            answer = ("crash", traceback.format_exc())
+        answer = _outcome(fn)
         data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
         view = memoryview(data)
         while view:

@@ -5,6 +5,7 @@ disk, another process filling the disk) so each test hits the moment it names ev
 
 SPEC (comma-separated):
   kill:TARGET:N[:after]  SIGKILL this process on the Nth call of TARGET (before it runs, or after)
+                         (example_read: the Nth example a shard writer reads, in a tfds or hf build)
   slow:SECONDS           each file copy takes at least this long (a slow disk)
   hold:PATH:N            file copies after the Nth wait while PATH exists (the test removes it
                          to let the build go on): a build still running, whatever the load
@@ -33,6 +34,7 @@ from typing import Any, Callable
 
 from ltextract import cli, copy, files, pipeline
 from ltextract.formats import folders as folders_format
+from ltextract.formats import sharded
 from ltextract.out import folders as outdir
 from ltextract.out import journal, manifest, resume
 from ltextract.tar import header as tarheader
@@ -128,6 +130,19 @@ def _half_write(n: int, build: bool = True) -> Callable:
     return write
 
 
+def _reads_counted(write_unit: Callable, n: int) -> Callable:
+    """A shard writer's `write_unit` whose reads die on the Nth example read, across workers."""
+    calls = _Count()
+
+    def wrapper(writer: Any, unit: Any, read: Callable, stopped: Callable) -> Any:
+        def counted(job: Any) -> bytes:
+            if calls.next() == n:
+                _die()
+            return read(job)
+        return write_unit(writer, unit, counted, stopped)
+    return wrapper
+
+
 def _is_part(src: Any, dst: Any) -> bool:
     return str(src).endswith(outdir.TMP_SUFFIX)
 
@@ -162,6 +177,8 @@ def install(spec: str) -> None:
             elif target == "journal_add":  # the Nth file whole, not yet journaled
                 journal.Journal.add = _counted(journal.Journal.add, n_, bool(after))
                 journal.Journal.write = _lines_counted(journal.Journal.write, n_)
+            elif target == "example_read":  # a shard (tfds, hf) part written, its Nth example next
+                sharded.ShardedWriter.write_unit = _reads_counted(sharded.ShardedWriter.write_unit, n_)
             elif target == "manifest_rename":  # a manifest/list/metadata temp file whole
                 _patch_os(files, replace=_counted(os.replace, n_, bool(after)))
             elif target == "write_split":  # files done, manifests not written
@@ -231,13 +248,10 @@ def _fill_at(path: str, when: str) -> None:
     """Fill the disk at `when`: "journal" (before a split's journal is started), "copy:N"
     (before the Nth file copy) or "manifest" (before the first manifest is written)."""
     if when in ("journal", "manifest"):
-        module, name = (folders_format.FoldersWriter, "record") if when == "journal" else (manifest, "write_split")
-        original = getattr(module, name)
-
-        def filling(*args: Any) -> Any:
-            _fill(path)
-            return original(*args)
-        setattr(module, name, filling)
+        targets = [(folders_format.FoldersWriter, "record"), (sharded.ShardedWriter, "record")] \
+            if when == "journal" else [(manifest, "write_split")]
+        for module, name in targets:
+            setattr(module, name, _filling(path, getattr(module, name)))
         return
     n = int(when.split(":")[1])
     write_file = folders_format.write_file
@@ -248,6 +262,13 @@ def _fill_at(path: str, when: str) -> None:
             _fill(path)
         return write_file(*args)
     folders_format.write_file = filling_copy
+
+
+def _filling(path: str, original: Callable) -> Callable:
+    def filling(*args: Any, **kw: Any) -> Any:
+        _fill(path)
+        return original(*args, **kw)
+    return filling
 
 
 def _fill(path: str) -> None:

@@ -13,7 +13,7 @@ from ltextract.benchmarks.classes import wnids
 from fault_util import assert_no_partial, build, fails
 from lt_util import error_line, with_split
 
-SPLITS = imagenet_lt.IMAGENET_LT.split_names
+SPLITS = imagenet_lt.IMAGENET_LT.default_splits
 
 W = wnids()
 NOT_LISTS = {

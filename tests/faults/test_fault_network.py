@@ -21,7 +21,7 @@ def test_http_404_fails_at_once(http_server, manual, out, env):
     url = http_server.url("/ImageNet_LT_test.txt")
     r = build(manual, out, {**env, **NO_PROXY}, "--split", "test", "--split-url", f"test={url}")
     fails(r, f"HTTP 404 from {url}")
-    assert http_server.hits("/ImageNet_LT_test.txt") == 1  # "no such list" is not retried
+    assert http_server.hits("/ImageNet_LT_test.txt") == 1  # "no such list" is not retried, so no pause
 
 
 def test_http_500_every_time_retries_with_backoff(http_server, manual, out, env):
@@ -65,7 +65,7 @@ def test_help_states_the_download_bound(command):
     assert f"{fetch.RETRIES + 1} attempts" in text
     per_mirror = fetch.TOTAL + sum(fetch.TIMEOUT)
     assert f"at most about {per_mirror:g} s" in text
-    urls = sum(len(s.mirrors) for s in get().splits)
+    urls = sum(len(s.mirrors) for s in get().splits if s.default)
     assert f"{urls} published mirrors" in text
     assert f"at most about {urls * per_mirror / 60:.0f} min" in text
     assert f"backoff pauses ({PAUSES:g} s)" in text
@@ -75,7 +75,9 @@ def test_offline_build_names_every_mirror_and_the_way_out(tmp_path, http_refused
                                                          monkeypatch, capsys):
     """No mirror answers (as offline): every list's every mirror is tried, as --help counts
     them, and the one error line names each of them and how to build without a network."""
-    from ltextract.benchmarks import SplitSpec, imagenet_lt
+    from dataclasses import replace
+
+    from ltextract.benchmarks import imagenet_lt
     from lt_util import error_line, with_split
     from test_fault_lists import run_inprocess
 
@@ -83,17 +85,18 @@ def test_offline_build_names_every_mirror_and_the_way_out(tmp_path, http_refused
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setattr(fetch, "sleep", lambda s: None)  # the backoff pauses, not what is tested
     bench = imagenet_lt.IMAGENET_LT
+    defaults = [s for s in bench.splits if s.default]  # what a build without --split reads
     mirrors = {s.name: tuple(f"{http_refused_url}/{s.name}/{i}" for i in range(len(s.mirrors)))
-               for s in bench.splits}
-    for s in bench.splits:
-        bench = with_split(SplitSpec(s.name, s.origin, s.pin, mirrors[s.name]), bench)
+               for s in defaults}
+    for s in defaults:
+        bench = with_split(replace(s, mirrors=mirrors[s.name]), bench)
     monkeypatch.setattr(imagenet_lt, "IMAGENET_LT", bench)
     code, _, stderr = run_inprocess(monkeypatch, capsys, "build", "--manual-dir", str(manual),
                                     "--out", str(tmp_path / "out"))
     assert code == 1
     line = error_line(stderr)
     assert line.count("connection refused") == sum(map(len, mirrors.values())) == 5, line
-    for s in bench.splits:
+    for s in defaults:
         assert s.pin.filename in line
     assert line.endswith("(offline? pass --splits-dir DIR with ImageNet_LT_train.txt,"
                          " ImageNet_LT_val.txt and ImageNet_LT_test.txt)"), line

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequenc
 
 from ltextract.benchmarks import Benchmark, SplitSpec, get
 from ltextract.benchmarks.lists import (MAX_BYTES, SplitList, check_split, check_totals,
-                                        list_canonical_sha256, parse_list)
+                                        list_canonical_sha256, parse)
 from ltextract.errors import ListError
 from ltextract.files import cache_dir
 
@@ -95,16 +95,18 @@ def load_lists(splits: Sequence[str], *, splits_dir: Optional[Path] = None,
             else:
                 data, source = published[split]
                 name = short = pin.filename
-            entries = parse_list(data, name)
+            entries, flat = parse(data, name, bench)
             check_split(spec, entries, name)
             digest = hashlib.sha256(data).hexdigest()
-            published = digest == pin.sha256
+            variant = pin.variant(digest)
+            published = digest == pin.sha256 or variant is not None
             if published:
-                check_totals(pin, entries, name)
+                check_totals(pin, entries, name, bench)
             else:
                 warn(custom_warning(short, digest))
             out[split] = SplitList(split, entries, digest, source, published,
-                                   list_canonical_sha256(data, entries, digest))
+                                   list_canonical_sha256(data, entries, digest, flat), flat,
+                                   variant.name if variant else "")
         return out
     finally:
         if own and session is not None:

@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Iterable, Iterator, Optional
 
+from ltextract.errors import LtError, UsageError
+from ltextract.out.folders import Folders
+
 if TYPE_CHECKING:
+    from ltextract.benchmarks import Benchmark
     from ltextract.out.journal import Batch, Done
     from ltextract.out.manifest import Row
     from ltextract.plan import Job
@@ -55,6 +59,16 @@ class Options:
     notice: Callable[[str], None] = print  # one-time notices (reflink falling back to copies)
     #: --recheck: every kept file (shard) is compared with the source again, its bytes re-read
     recheck: bool = False
+    tfds_file_format: str = "tfrecord"  # --format tfds: tfrecord | array_record
+    #: what is built: its name, classes in label order (`classes`), split names; a format that
+    #: names the dataset or its labels (TFDS, Hugging Face) reads them here [default: ImageNet-LT]
+    benchmark: Optional[Benchmark] = None
+    layout: str = "splits"  # --layout: where files go (`plan.out_path`); jobs carry it as `rel`
+
+    @property
+    def class_column(self) -> str:
+        """The manifests' third column: what the benchmark's class folders are."""
+        return self.benchmark.class_noun if self.benchmark else "wnid"
 
 
 class Writer:
@@ -72,6 +86,19 @@ class Writer:
 
     def __init__(self, out: Path, options: Options):
         self.out, self.options = out, options
+        self.folders: Optional[Folders] = None
+
+    @classmethod
+    def usable(cls, options: Options) -> None:
+        """Raise what keeps this format from running with `options` (an option that does not
+        apply, a missing extra), before a build does any work."""
+        if options.shard_size is not None and "shard_size" not in cls.options_used:
+            raise UsageError(f"--shard-size does not apply to --format {cls.name}")
+        if options.tfds_file_format != "tfrecord" and "tfds_file_format" not in cls.options_used:
+            raise UsageError(f"--tfds-file-format applies to --format tfds, not {cls.name}")
+
+    #: the `Options` fields this format reads, beyond link
+    options_used: ClassVar[tuple[str, ...]] = ()
 
     # --- parent, before copying ---------------------------------------------------------
     def begin(self, jobs: dict[str, list[Job]], identities: dict[str, str],
@@ -82,12 +109,20 @@ class Writer:
         """The works' `todo` cut into units, in the order their bytes are best read."""
         raise NotImplementedError
 
+    def distinct(self, works: list[SplitWork]) -> list[Job]:
+        """The works' `todo` to write, where two splits list one file at one path (--layout
+        lists) once; `units` cuts these, a stream copies these."""
+        return [j for w in works for j in w.todo]
+
     def open(self, works: list[SplitWork], threads: bool = False) -> None:
         """Resources every unit shares (forked workers inherit them); `threads`: examples come
-        one by one from a stream's thread pool (`write`)."""
+        one by one from a stream's thread pool (`write`). By default OUT's folders, held open."""
+        self.folders = Folders(self.out)
 
     def close(self) -> None:
-        pass
+        if self.folders is not None:
+            self.folders.close()
+            self.folders = None
 
     # --- worker -------------------------------------------------------------------------
     def write_unit(self, unit: Any, read: Read, stopped: Callable[[], bool]) -> Batch:
@@ -131,10 +166,34 @@ class Writer:
 
 #: --format name -> the module holding its writer, imported only when chosen.
 _WRITERS = {"folders": "ltextract.formats.folders:FoldersWriter",
-            "webdataset": "ltextract.formats.webdataset:WebdatasetWriter"}
+            "webdataset": "ltextract.formats.webdataset:WebdatasetWriter",
+            "tfds": "ltextract.formats.tfds:TfdsWriter",
+            "hf": "ltextract.formats.hf:HfWriter"}
 FORMATS = tuple(_WRITERS)
 
 
 def writer_class(name: str) -> type[Writer]:
     module, _, cls = _WRITERS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def shard_counts(shards: int, kept: int, rechecked: int = 0) -> dict:
+    """A sharded split's counts for the summary: a shard is what a re-run keeps or rewrites
+    (`rechecked`: kept after --recheck found it equal to the source)."""
+    return {"copied_shards": shards - kept - rechecked, "kept_shards": kept, "kept_rechecked_shards": rechecked}
+
+
+def describe_shards(split: str, record: dict, shards: int, what: str) -> str:
+    rechecked = record.get("kept_rechecked_shards", 0)
+    return (f"{split}: {record['files']:,} {what} in {shards:,} shard(s), {record['bytes'] / 1e6:,.1f} MB"
+            f" (wrote {record['copied_shards']:,}, kept {record['kept_shards']:,}"
+            + (f", kept after re-check {rechecked:,})" if rechecked else ")"))
+
+
+def need_extra(module: str, extra: str, fmt: str) -> None:
+    """Import `module`, or say which extra --format `fmt` needs."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise LtError(f"--format {fmt} needs the Python module {module}:"
+                      f" pip install 'ltextract[{extra}]'") from None

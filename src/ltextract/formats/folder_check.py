@@ -14,7 +14,7 @@ import hashlib
 import os
 from itertools import groupby, repeat
 from operator import attrgetter, itemgetter
-from typing import Callable, Iterator, Optional
+from typing import Callable, Collection, Iterator, Optional
 
 from ltextract.files import sha256_of
 from ltextract.formats import Problem
@@ -29,18 +29,28 @@ Folder = tuple[str, list[Row]]  # "train/n01440764", its rows
 
 
 def check_split_folders(out: str, split: str, rows: list[Row], workers: int, follow: bool,
-                        progress: Optional[Callable[[int], None]]) -> Iterator[Problem]:
+                        progress: Optional[Callable[[int], None]], tops: Optional[Collection[str]] = None,
+                        others: Collection[str] = ()) -> Iterator[Problem]:
     """Problems of the split's files and folders; `follow`: files are symlinks (--link symlink),
-    checked through them."""
+    checked through them. Strays are reported under the top folders `tops` (default: the split's
+    own); `others`: files there that other splits list (--layout lists), neither checked nor stray."""
+    tops = {split} if tops is None else set(tops)
     folders: dict[str, list[Row]] = {}
     where = map(itemgetter(0), map(str.rpartition, map(attrgetter("path"), rows), repeat("/")))
     for folder, run in groupby(zip(where, rows), itemgetter(0)):  # a list's files come by class
         folders.setdefault(folder, []).extend(map(itemgetter(1), run))
-    yield from _split_root(out, split, folders)
+    for path in others:  # folders only other splits' files are in: listed for their strays
+        folders.setdefault(path.rpartition("/")[0], [])
+    for top in sorted(tops - folders.keys()):  # (a flat split's top is checked as its folder)
+        yield from _split_root(out, top, folders, others)
     tasks = _tasks(list(folders.items()))
 
+    def strays_in(folder: str) -> bool:
+        return folder.partition("/")[0] in tops
+
     def task(i: int) -> tuple[list[Problem], int]:  # (the rows are inherited, not sent: a task's number is)
-        return [p for folder, frows in tasks[i] for p in check_folder(out, folder, frows, follow)], \
+        return [p for folder, frows in tasks[i]
+                for p in check_folder(out, folder, frows, follow, strays_in(folder), others)], \
             sum(r.size for _, frows in tasks[i] for r in frows)
 
     parallel = workers > 1 and len(tasks) > 1 and can_fork()
@@ -64,8 +74,10 @@ def _tasks(folders: list[Folder]) -> list[list[Folder]]:
     return tasks if tasks[0] else []
 
 
-def _split_root(out: str, split: str, folders: dict[str, list[Row]]) -> Iterator[Problem]:
-    """What the split folder holds besides the class folders the manifest names."""
+def _split_root(out: str, split: str, folders: dict[str, list[Row]],
+                others: Collection[str] = ()) -> Iterator[Problem]:
+    """What the split (top) folder holds besides the class folders (or, flat, the files) the
+    manifests name."""
     try:
         entries = sorted(os.scandir(os.path.join(out, split)), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
@@ -75,12 +87,14 @@ def _split_root(out: str, split: str, folders: dict[str, list[Row]]) -> Iterator
         if entry.is_dir(follow_symlinks=False):
             if rel not in folders:
                 yield Problem(rel, "stray folder")
-        elif rel not in folders:
+        elif rel not in folders and rel not in others:
             yield Problem(rel, "stray file (not in the manifest)")
 
 
-def check_folder(out: str, folder: str, rows: list[Row], follow: bool) -> list[Problem]:
-    """One class folder: its listed files checked, its other entries stray."""
+def check_folder(out: str, folder: str, rows: list[Row], follow: bool, strays: bool = True,
+                 others: Collection[str] = ()) -> list[Problem]:
+    """One class folder: its listed files checked; its other entries stray (with `strays`),
+    but for `others`' (files other splits list)."""
     try:
         dir_fd = os.open(os.path.join(out, folder), _DIR)
     except OSError as e:
@@ -115,7 +129,9 @@ def check_folder(out: str, folder: str, rows: list[Row], follow: bool) -> list[P
             problem = "missing" if entry is None else _file_problem(dir_fd, name, entry, row, follow)
             if problem:
                 problems.append(Problem(row.path, problem, row.path))
-        for name in sorted(entries):
+        for name in sorted(entries) if strays else ():
+            if f"{folder}/{name}" in others:
+                continue
             kind = "stray folder" if entries[name].is_dir(follow_symlinks=False) else \
                 "stray file (not in the manifest)"
             problems.append(Problem(f"{folder}/{name}", kind))

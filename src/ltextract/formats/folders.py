@@ -20,7 +20,7 @@ from ltextract.formats.folder_check import check_split_folders
 from ltextract.formats.links import Placer
 from ltextract.out import manifest, repair, resume
 from ltextract.out.folders import Folders, folders_per_process, write_file
-from ltextract.out.journal import Batch, Done, Journal, batch, journal_path
+from ltextract.out.journal import Batch, Done, Journal, batch, close_all, journal_line, journal_path
 from ltextract.out.manifest import Row
 from ltextract.plan import Job
 
@@ -35,8 +35,10 @@ class FoldersWriter(Writer):
 
     def __init__(self, out: Path, options) -> None:
         super().__init__(out, options)
-        self.folders: Optional[Folders] = None
         self.placer: Optional[Placer] = None
+        #: a file two splits list at one path (--layout lists: a SADE split's are test's) is
+        #: written once, for the first; rel -> the other splits it is theirs too
+        self.shared: dict[str, list[str]] = {}
 
     def begin(self, jobs: dict[str, list[Job]], identities: dict[str, str],
               partial: Collection[str]) -> list[SplitWork]:
@@ -50,24 +52,27 @@ class FoldersWriter(Writer):
     def units(self, works: list[SplitWork]) -> list[list[Job]]:
         """Runs of TASK_FILES files in the order of their bytes (file by file, by offset)."""
         by_file: dict[Path, list[Job]] = {}
-        for job in (j for w in works for j in w.todo):
+        for job in self.distinct(works):
             by_file.setdefault(job.file, []).append(job)
         ordered = [j for f in sorted(by_file, key=str) for j in sorted(by_file[f], key=_order)]
         return [ordered[i:i + TASK_FILES] for i in range(0, len(ordered), TASK_FILES)]
 
+    def distinct(self, works: list[SplitWork]) -> list[Job]:
+        jobs: dict[str, Job] = {}
+        self.shared = {}
+        for job in (j for w in works for j in w.todo):
+            if jobs.setdefault(job.rel, job) is not job:
+                self.shared.setdefault(job.rel, []).append(job.split)
+        return list(jobs.values())
+
     def open(self, works: list[SplitWork], threads: bool = False) -> None:
         """`threads`: files come from a stream's thread pool (a few folders open per thread);
         else from one copy worker per process, which keeps every class folder open."""
-        staged = [w.split for w in works if w.staged]
+        staged = [w.top for w in works if w.staged]
         self.folders = Folders(self.out, staged) if threads else \
             Folders(self.out, staged, folders_per_process())
         if self.options.link != "copy" and self.placer is None:
             self.placer = Placer(self.options.link, self.options.notice)
-
-    def close(self) -> None:
-        if self.folders is not None:
-            self.folders.close()
-            self.folders = None
 
     def write_unit(self, unit: list[Job], read: Read, stopped: Callable[[], bool]) -> Batch:
         folders, place = self.folders, self.placer
@@ -77,9 +82,9 @@ class FoldersWriter(Writer):
             if stopped():
                 break
             if place is not None and job.offset == 0:  # a whole file: an extracted tree's
-                finished.append(place(folders, job))  # (a tar's members start past a header)
+                finished.append((job.split, place(folders, job)))  # (a tar's start past a header)
             else:
-                finished.append(write_file(folders, job, read(job), self.options.recheck))
+                finished.append((job.split, write_file(folders, job, read(job), self.options.recheck)))
         return batch(finished)
 
     def write(self, job: Job, data: bytes) -> Done:
@@ -98,12 +103,14 @@ class FoldersWriter(Writer):
         done = {w.split: {d.rel: d for d in w.kept} for w in works}
         open_works = {w.split: w for w in works} if on_whole else {}
         journals: dict[str, Journal] = {}
+        shared = self.shared
 
         def settle(split: str) -> None:
             w = open_works.get(split)  # (none without on_whole)
             if w is not None and on_whole is not None and len(done[split]) == len(w.kept) + len(w.todo):
                 del open_works[split]
-                resume.publish_staged(out, [w], done, True)
+                if not any(o.top == w.top for o in open_works.values()):  # its folder's last
+                    resume.publish_staged(out, [o for o in works if o.top == w.top], done, True)
                 on_whole(w, done[split])
 
         whole = False
@@ -121,15 +128,16 @@ class FoldersWriter(Writer):
                         journals[split].flush()
                     for split, ds in finished.done.items():
                         done[split].update(zip([d.rel for d in ds], ds))
-                    for split in [s for s in open_works if s in finished.done]:
+                    also = _shared_files(finished, shared) if shared else {}
+                    for split, ds in also.items():
+                        journals[split].write("".join(map(journal_line, ds)))
+                        journals[split].flush()
+                        done[split].update(zip([d.rel for d in ds], ds))
+                    for split in [s for s in open_works if s in finished.done or s in also]:
                         settle(split)
                 whole = True
             finally:
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    close()  # its workers stop first: nothing writes into a folder once it is published
-                for journal in journals.values():
-                    journal.close()
+                close_all(batches, journals.values())
         except OSError as e:  # the journals' own writes; the copy engine words its errors itself
             raise LtError(write_error(journal_path(out, works[0].split), e)) from None
         finally:
@@ -147,9 +155,9 @@ class FoldersWriter(Writer):
         finished = done.get
         rows = [Row(j.rel, j.label, j.wnid, d.size, d.sha256) for j in work.jobs if (d := finished(j.rel))]
         rechecked = sum(d.rechecked for d in done.values())
-        manifest.write_split(self.out, work.split, rows, list_name)
+        manifest.write_split(self.out, work.split, rows, list_name, class_column=self.options.class_column)
         meta = {"format": self.name, "source": source["source"],
-                "link": source["link"] if source["source"] == "tree" else "copy"}
+                "link": source["link"]}
         stats = {"copied": len(work.todo) - rechecked, "kept": len(work.kept), "kept_rechecked": rechecked}
         return rows, meta, stats
 
@@ -165,5 +173,44 @@ class FoldersWriter(Writer):
     def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
               progress: Progress) -> Iterator[Problem]:
         """Nothing but the manifest's files in the split folder, each of its size and sha256."""
+        tops = _folders_to_check(out, split, rows)
+        mine = {r.path for r in rows}
+        others = {r.path for _, expected in tops for r in expected} - mine
         yield from check_split_folders(str(out), split, rows, workers, record.get("link") == "symlink",
-                                       progress)
+                                       progress, {top for top, _ in tops}, others)
+
+
+def _shared_files(finished: Batch, shared: dict[str, list[str]]) -> dict[str, list[Done]]:
+    """The files of a batch that other splits list at the same path, by those splits."""
+    also: dict[str, list[Done]] = {}
+    for ds in finished.done.values():
+        for d in ds:
+            for split in shared.get(d.rel, ()):
+                also.setdefault(split, []).append(d)
+    return also
+
+
+def _folders_to_check(out: Path, split: str, rows: list[Row]) -> list[tuple[str, list[Row]]]:
+    """The top folders whose strays this split's check reports, with every file expected there.
+    Its own folder; with --layout lists, the top folders its list points into, checked by the
+    first of the splits sharing each (so a stray is reported once), against all their files."""
+    meta = manifest.read_metadata(out)
+    if manifest.layout_of(meta) != "lists":
+        return [(split, rows)]
+    sharing = sorted(s for s, rec in meta["splits"].items() if rec.get("format", "folders") == "folders")
+    found = []
+    for top in sorted({r.path.partition("/")[0] for r in rows}):
+        others = [s for s in sharing if s != split and _points_into(out, s, top)]
+        if not others or split < others[0]:
+            found.append((top, rows + [r for s in others for r in manifest.read_manifest(out, s)]))
+    return found
+
+
+def _points_into(out: Path, split: str, top: str) -> bool:
+    """Whether the split's files lie under OUT/`top` (its manifest's first row says)."""
+    try:
+        with open(manifest.manifest_path(out, split), encoding="utf-8", errors="replace") as f:
+            f.readline()
+            return f.readline().partition("/")[0] == top
+    except FileNotFoundError:  # verify names the missing manifest when it gets to that split
+        return False

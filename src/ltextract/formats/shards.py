@@ -84,9 +84,12 @@ def sample_key(file_name: str) -> str:
     return stem.replace(".", "_")
 
 
-def plan(split: str, jobs: list[Job], size: ShardSize, seed: int = SHUFFLE_SEED) -> list[Shard]:
-    """Samples in shard order: train shuffled with `seed`, other splits in list order."""
-    samples = [Sample(j, sample_key(j.rel.rsplit("/", 1)[1])) for j in jobs]
+def plan(split: str, jobs: list[Job], size: ShardSize, seed: int = SHUFFLE_SEED,
+         by_class: bool = False) -> list[Shard]:
+    """Samples in shard order: train shuffled with `seed`, other splits in list order.
+    `by_class`: keys are `<class>/<stem>` (file names repeat across classes, as Places365's)."""
+    samples = [Sample(j, f"{j.wnid}/{sample_key(j.rel.rsplit('/', 1)[1])}" if by_class else
+                      sample_key(j.rel.rsplit("/", 1)[1])) for j in jobs]
     seen: dict[str, str] = {}
     for s in samples:
         if s.key in seen:

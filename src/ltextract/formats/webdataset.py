@@ -1,5 +1,6 @@
 """`--format webdataset`: the split as tar shards `OUT/<split>/<split>-000000.tar`, ... (the
-layout: `formats.shards`), with `OUT/<split>.json` listing them. The plan is a pure function of
+layout: `formats.shards`; where file names repeat across classes, as Places365's, a sample's key
+is `<class>/<stem>`), with `OUT/<split>.json` listing them. The plan is a pure function of
 the list and the shard size, so a re-run keeps every journaled shard and rewrites only the rest:
 those damaged since (verify's record, `out.repair`), and with --recheck those that no longer
 hold what the source gives.
@@ -14,12 +15,12 @@ from typing import Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract.errors import LtError
 from ltextract.files import sha256_of
-from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
+from ltextract.formats import Problem, Progress, Read, SplitWork, Writer, describe_shards, shard_counts
 from ltextract.formats.shards import (FORMAT, Shard, ShardSize, check_shards, identity, plan,
                                       shard_chunks, shard_digests, write_index)
 from ltextract.out import TMP_SUFFIX, manifest, repair
 from ltextract.out.folders import Folders, disk_sha256, ensure_dir, place_atomically, still_there
-from ltextract.out.journal import Batch, Done, Journal, journal_line, journal_path, read_journal
+from ltextract.out.journal import Batch, Done, Journal, close_all, journal_line, journal_path, read_journal
 from ltextract.out.manifest import Row
 from ltextract.out.resume import check_space
 from ltextract.plan import Job
@@ -74,6 +75,7 @@ def _kept_digests(out: Path, shard: Shard, journaled: Done) -> Optional[dict[str
 class WebdatasetWriter(Writer):
     name = FORMAT
     needs_sizes = True  # shards are planned by size
+    options_used = ("shard_size",)
 
     def __init__(self, out: Path, options) -> None:
         super().__init__(out, options)
@@ -83,7 +85,6 @@ class WebdatasetWriter(Writer):
         self.kept: dict[str, list[Done]] = {}  # journaled shards still whole, per split
         self.rechecks: dict[str, Done] = {}  # --recheck: journaled shards to compare with the source
         self.rechecked: dict[str, int] = {}  # per split, shards a re-check found equal
-        self.folders: Optional[Folders] = None
 
     def begin(self, jobs: dict[str, list[Job]], identities: dict[str, str],
               partial: Collection[str]) -> list[SplitWork]:
@@ -94,7 +95,8 @@ class WebdatasetWriter(Writer):
         for split, split_jobs in jobs.items():
             damaged = repair.read_damaged(self.out, split)
             ensure_dir(self.out / split)
-            shards = self.shards[split] = plan(split, split_jobs, self.size)
+            by_class = self.options.benchmark is not None and not self.options.benchmark.unique_file_names
+            shards = self.shards[split] = plan(split, split_jobs, self.size, by_class=by_class)
             self.by_rel.update((sh.rel, sh) for sh in shards)
             ident = identity(identities[split], self.size)
             journal = read_journal(self.out, split, ident)
@@ -138,14 +140,6 @@ class WebdatasetWriter(Writer):
     def unit_files(unit: Shard) -> int:
         return len(unit.samples)
 
-    def open(self, works: list[SplitWork], threads: bool = False) -> None:
-        self.folders = Folders(self.out)
-
-    def close(self) -> None:
-        if self.folders is not None:
-            self.folders.close()
-            self.folders = None
-
     def write_unit(self, unit: Shard, read: Read, stopped: Callable[[], bool]) -> Batch:
         """One shard, written whole (a stop leaves only its temporary file, removed next run);
         one up for re-check is kept as it is when it holds what the source gives."""
@@ -182,11 +176,7 @@ class WebdatasetWriter(Writer):
                         (s.job.rel, Done(s.job.rel, s.job.size, 0, raw[32 * i:32 * i + 32].hex()))
                         for i, s in enumerate(shard.samples))
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
-            for journal in journals.values():
-                journal.close()
+            close_all(batches, journals.values())
         return done
 
     @classmethod
@@ -201,19 +191,14 @@ class WebdatasetWriter(Writer):
         write_index(self.out, work.split, shards)
         where = {s.job.rel: (sh.rel, s.key) for sh in shards for s in sh.samples}
         rows = [Row(j.rel, j.label, j.wnid, j.size, done[j.rel].sha256, *where[j.rel]) for j in work.jobs]
-        manifest.write_split(self.out, work.split, rows)
+        manifest.write_split(self.out, work.split, rows, class_column=self.options.class_column)
         meta = {"format": FORMAT, "shards": len(shards), "shard_size": str(self.size)}
-        kept, rechecked = len(self.kept[work.split]), self.rechecked.get(work.split, 0)
-        return rows, meta, {"copied_shards": len(shards) - kept - rechecked, "kept_shards": kept,
-                            "kept_rechecked_shards": rechecked}
+        return rows, meta, shard_counts(len(shards), len(self.kept[work.split]),
+                                        self.rechecked.get(work.split, 0))
 
     @staticmethod
     def describe(split: str, record: dict) -> str:
-        """Counts in shards: a shard is the unit a re-run keeps or rewrites."""
-        return (f"{split}: {record['files']:,} samples in {record['shards']:,} shard(s),"
-                f" {record['bytes'] / 1e6:,.1f} MB"
-                f" (wrote {record['copied_shards']:,}, kept {record['kept_shards']:,},"
-                f" kept after re-check {record['kept_rechecked_shards']:,})")
+        return describe_shards(split, record, record["shards"], "samples")
 
 
 def _written_before(out: Path, split: str) -> set[str]:

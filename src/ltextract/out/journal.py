@@ -9,7 +9,6 @@ import errno
 import os
 import re
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, TextIO
 
@@ -70,7 +69,7 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
     """Every file a journal names, whatever source it came from; a missing or planted journal
     names none."""
     text = read_journal_text(out, split)
-    clean = journal_columns(text, split)
+    clean = journal_columns(text)
     if clean is not None:
         header, rels, sizes, mtimes, shas = clean
         return Journaled(header, dict(zip(rels, map(Done, rels, sizes, mtimes, shas))), {})
@@ -84,7 +83,7 @@ def read_journal_entries(out: Path, split: str) -> Journaled:
         parts = line.split("\t")
         if len(parts) == 4:
             rel, size, mtime_ns, sha256 = parts
-            if _SHA256.fullmatch(sha256) and _decimal(size) and _decimal(mtime_ns) and in_split(rel, split):
+            if _SHA256.fullmatch(sha256) and _decimal(size) and _decimal(mtime_ns) and writable(rel):
                 into[rel] = Done(rel, int(size), int(mtime_ns), sha256)
     return Journaled(lines[0] if lines else "", done, unconfirmed)
 
@@ -108,7 +107,7 @@ def journal_fields(text: str) -> Optional[tuple[str, list[str], list[str], list[
     return header, fields[0:-1:4], fields[1:-1:4], fields[2:-1:4], fields[3:-1:4]
 
 
-def journal_columns(text: str, split: str, checked: bool = True) -> Optional[Columns]:
+def journal_columns(text: str, checked: bool = True) -> Optional[Columns]:
     """A journal as builds write it (no `?` line, none damaged), read and checked a whole column
     at a time: a re-run reads 186K lines (a fifth of the time of a check per line). None for
     anything else (or nothing): the lines are then read one by one. `checked=False`: neither
@@ -121,17 +120,25 @@ def journal_columns(text: str, split: str, checked: bool = True) -> Optional[Col
     if not (numbers.isdigit() and numbers.isascii() and max(map(len, sizes + mtimes)) <= 20):
         return None
     if checked and not (set(map(len, shas)) == {64} and _HEX.fullmatch("".join(shas))
-                        and all(map(str.startswith, rels, repeat(f"{split}/")))
-                        and safe_column(rels, {1, 2})):
+                        and safe_column(rels, {1, 2}) and _ours(rels)):
         return None
     return header, rels, list(map(int, sizes)), list(map(int, mtimes)), shas
 
 
-def in_split(rel: str, split: str) -> bool:
-    """A path this split's build writes (a file in a class folder, or a shard): a damaged line
-    (of a journal, a repair record) must never make a build open, or delete, anything outside
-    the split's folder."""
-    return rel.startswith(f"{split}/") and (safe_rel(rel, 3) or safe_rel(rel, 2))
+def _ours(rels: list[str]) -> bool:
+    """`writable` of a whole column past `safe_column`: no `?` line (an unconfirmed file, read
+    line by line), nothing in the state folder."""
+    joined = "\n" + "\n".join(rels)
+    return "\n?" not in joined and f"\n{STATE_DIR}/" not in joined
+
+
+def writable(rel: str) -> bool:
+    """A path a build writes (a file in a class folder or a flat one, a webdataset or hf shard,
+    a tfds shard in <name>/<version>/): a damaged line (of a journal, a repair record) must never
+    make a build open, or delete, anything outside OUT, nor its state folder. (Not the split's
+    own folder only: with --layout lists splits share folders, and tfds and hf shards lie
+    in one folder for every split.)"""
+    return safe_rel(rel, {2, 3}) and not rel.startswith(f"{STATE_DIR}/")
 
 
 def _decimal(field: str) -> bool:
@@ -179,6 +186,16 @@ class Journal:
         self.file.close()
 
 
+def close_all(batches: Iterable, journals: Iterable[Journal]) -> None:
+    """After a copy, finished or stopped: its workers stop first (closing the batches' iterator),
+    so nothing writes into a split once it is published; then the journals close."""
+    close = getattr(batches, "close", None)
+    if close is not None:
+        close()
+    for journal in journals:
+        journal.close()
+
+
 class Batch(NamedTuple):
     """Files finished together, by split, with their journal lines rendered where they were
     made (in a copy worker, in parallel): per file, the parent then only files the record."""
@@ -189,10 +206,12 @@ class Batch(NamedTuple):
     extra: Optional[dict] = None
 
 
-def batch(finished: Iterable[Done]) -> Batch:
+def batch(finished: Iterable[tuple[str, Done]]) -> Batch:
+    """Files finished together, each with its split (`--layout lists` puts several splits'
+    files in one folder: the path does not tell)."""
     done: dict[str, list[Done]] = {}
-    for d in finished:
-        done.setdefault(d.rel.partition("/")[0], []).append(d)
+    for split, d in finished:
+        done.setdefault(split, []).append(d)
     return Batch(done, {split: "".join(map(journal_line, ds)) for split, ds in done.items()},
                  sum(d.size for ds in done.values() for d in ds))
 

@@ -21,8 +21,12 @@ from ltextract.out import STATE_DIR
 from ltextract.files import atomic_write, expect, read_json, read_text, safe_column, safe_rel
 
 COLUMNS = ("path", "label", "wnid", "size", "sha256", "file_name")
+#: the third column names the class folder: a wnid in ImageNet's benchmarks, a class in Places-LT
+CLASS_COLUMNS = ("wnid", "class")
 #: Where each image lives in a --format webdataset build (shard relative to OUT, sample key).
 SHARD_COLUMNS = ("shard", "key")
+#: ... in a --format tfds or hf build: the shard and the example's 0-based position in it.
+POSITION_COLUMNS = ("shard", "index")
 METADATA = "ltextract.json"
 
 
@@ -33,8 +37,8 @@ class Row:
     wnid: str
     size: int
     sha256: str
-    shard: str = ""  # webdataset builds only
-    key: str = ""
+    shard: str = ""  # sharded builds only
+    key: str = ""  # webdataset's sample key; tfds and hf: the position in the shard, in decimal
 
     @property
     def file_name(self) -> str:
@@ -51,13 +55,16 @@ def list_path(out: Path, list_name: str) -> Path:
     return out / list_name
 
 
-def render_manifest(rows: list[Row]) -> bytes:
-    """The same columns whatever the source; webdataset builds add where each sample lives.
+def render_manifest(rows: list[Row], shard_columns: tuple[str, str] = SHARD_COLUMNS,
+                    class_column: str = "wnid") -> bytes:
+    """The same columns whatever the source; sharded builds add where each sample lives.
+    `class_column`: what the benchmark's class folders are (`wnid`; Places-LT's `class`).
 
     Exactly what `csv.writer` writes: rows are joined directly (4x faster), unless a field holds
     a character csv may quote (a comma or line break makes the counts below differ; a quote)."""
     sharded = any(r.shard for r in rows)
-    columns = COLUMNS + SHARD_COLUMNS if sharded else COLUMNS
+    columns = COLUMNS[:2] + (class_column,) + COLUMNS[3:]
+    columns += shard_columns if sharded else ()
     tails = (f",{r.shard},{r.key}" for r in rows) if sharded else itertools.repeat("")
     # file_name inlined: a property call per row was about a tenth of the rendering time
     lines = [f"{r.path},{r.label},{r.wnid},{r.size},{r.sha256},{r.path.rpartition('/')[2]}{tail}\n"
@@ -80,11 +87,12 @@ def render_list(rows: Iterable[Row]) -> bytes:
     return "".join([f"{r.path} {r.label}\n" for r in rows]).encode("utf-8")
 
 
-def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None) -> None:
+def write_split(out: Path, split: str, rows: list[Row], list_name: Optional[str] = None,
+                shard_columns: tuple[str, str] = SHARD_COLUMNS, class_column: str = "wnid") -> None:
     """The manifest, and the list rewritten under `list_name` (none for shards: a list of paths
     that do not exist on disk would mislead); what was written is noted in OUT's state folder."""
     written = [manifest_path(out, split)] + ([list_path(out, list_name)] if list_name else [])
-    atomic_write(written[0], render_manifest(rows))
+    atomic_write(written[0], render_manifest(rows, shard_columns, class_column))
     if list_name:
         atomic_write(written[1], render_list(rows))
     notes = [f"{p.name}\t{st.st_size}\t{st.st_mtime_ns}\n" for p in written for st in [os.lstat(p)]]
@@ -122,10 +130,11 @@ def read_manifest(out: Path, split: str) -> list[Row]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
-        if header is None or tuple(header[:5]) != COLUMNS[:5]:
+        if header is None or len(header) < 5 or header[2] not in CLASS_COLUMNS \
+                or (header[:2], header[3:5]) != (list(COLUMNS[:2]), list(COLUMNS[3:5])):
             raise LtError(f"{path}:1: not an ltextract manifest (header {str(header)[:80]})")
         cols = {name: i for i, name in enumerate(header)}
-        shard_cols = [cols[c] for c in SHARD_COLUMNS if c in cols]
+        shard_cols = [cols[c] for c in (SHARD_COLUMNS if "key" in cols else POSITION_COLUMNS) if c in cols]
         return [_row(rec, cols, shard_cols, path, reader.line_num) for rec in reader]
     except csv.Error as e:
         raise LtError(f"{path}:{reader.line_num}: not a manifest row ({e}); the file is damaged") from None
@@ -144,8 +153,8 @@ def _clean_rows(text: str) -> Optional[list[Row]]:
     if len(fields) != width * n + 1:  # (the final newline leaves one empty field)
         return None
     paths = fields[0:-1:width]
-    if not safe_column(paths, {2}):
-        return None  # a path that is not <split>/<wnid>/<file>, or could leave OUT
+    if not safe_column(paths, _PATH_SLASHES):
+        return None  # a path that is not <top>/[<class>/]<file>, or could leave OUT
     try:
         labels, sizes = list(map(int, fields[1:-1:width])), list(map(int, fields[3:-1:width]))
     except ValueError:
@@ -153,21 +162,29 @@ def _clean_rows(text: str) -> Optional[list[Row]]:
     if n and min(sizes) < 0:
         return None
     columns = [paths, labels, fields[2:-1:width], sizes, fields[4:-1:width]]
-    if width > len(COLUMNS):  # a webdataset build's: the shard (a file of the split's folder), the key
-        if not safe_column(fields[6:-1:width], {1}):
+    if width > len(COLUMNS):  # a sharded build's: the shard (a file under OUT), the key or position
+        if not safe_column(fields[6:-1:width], _SHARD_SLASHES):
             return None
         columns += [fields[6:-1:width], fields[7:-1:width]]
     return list(map(Row, *columns))
 
 
-_HEADERS = {",".join(COLUMNS), ",".join(COLUMNS + SHARD_COLUMNS)}
+_HEADERS = {",".join(COLUMNS[:2] + (c,) + COLUMNS[3:] + tail) for c in CLASS_COLUMNS
+            for tail in ((), SHARD_COLUMNS, POSITION_COLUMNS)}
+#: `<split>/<class>/<file>`, or `val/<file>` (a flat list's paths, --layout lists)
+_PATH_SLASHES = {1, 2}
+#: webdataset's and hf's `<folder>/<shard>`, tfds's `<name>/<version>/<shard>`
+_SHARD_SLASHES = {1, 2}
+
+
 def _row(rec: list[str], cols: dict[str, int], shard_cols: list[int], path: Path, line: int) -> Row:
     try:
-        row = Row(rec[cols["path"]], int(rec[cols["label"]]), rec[cols["wnid"]], int(rec[cols["size"]]),
+        row = Row(rec[cols["path"]], int(rec[cols["label"]]), rec[2], int(rec[cols["size"]]),
                   rec[cols["sha256"]], *(rec[i] for i in shard_cols))
     except (IndexError, ValueError):
         raise LtError(f"{path}:{line}: malformed manifest row; the file is damaged") from None
-    if not safe_rel(row.path, 3) or (row.shard and not safe_rel(row.shard, 2)) or row.size < 0:
+    if not safe_rel(row.path, {n + 1 for n in _PATH_SLASHES}) \
+            or (row.shard and not safe_rel(row.shard, {n + 1 for n in _SHARD_SLASHES})) or row.size < 0:
         raise LtError(f"{path}:{line}: malformed manifest row (path {row.path[:80]!r}, size"
                       f" {row.size}); the file is damaged")
     return row
@@ -178,6 +195,9 @@ def read_metadata(out: Path) -> dict[str, Any]:
     path = out / METADATA
     meta = expect(read_json(path, f"{out} holds no ltextract build ({METADATA} is missing)"), dict,
                   path, "the whole")
+    for key in ("benchmark", "layout"):
+        if key in meta:
+            expect(meta[key], str, path, key)
     for split, record in expect(meta.get("splits"), dict, path, "splits").items():
         expect(record, dict, path, f"splits.{split}")
         for key, kind in (("files", int), ("bytes", int), ("format", str), ("link", str),
@@ -187,26 +207,46 @@ def read_metadata(out: Path) -> dict[str, Any]:
     return meta
 
 
-def update_metadata(out: Path, split: str, record: dict[str, Any]) -> None:
+def update_metadata(out: Path, split: str, record: dict[str, Any],
+                    build: Optional[dict[str, str]] = None) -> None:
     """Merge one split's record, keeping splits built by earlier runs into the same OUT (a
-    damaged file was refused by `check_format` before the build began)."""
+    damaged file was refused by `check_format` before the build began); `build`: what holds for
+    the whole OUT (the benchmark, the layout), so verify and stats know it."""
     meta = read_metadata(out) if (out / METADATA).exists() else {"splits": {}}
     meta["tool"] = "ltextract"
     meta["version"] = __version__
+    meta.update(build or {})
     meta["splits"][split] = record
     atomic_write(out / METADATA, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
-def check_format(out: Path, splits: tuple[str, ...], fmt: str) -> None:
-    """Refuse to mix formats in one split folder: the other format's files would be strays.
-    A damaged ltextract.json is refused too (rather than dropping the other splits' records):
-    deleted, the next build writes it afresh for the splits it builds."""
+def benchmark_of(meta: dict[str, Any]) -> str:
+    """The benchmark an OUT holds (builds before the catalog recorded none: ImageNet-LT)."""
+    return str(meta.get("benchmark", "imagenet_lt"))
+
+
+def layout_of(meta: dict[str, Any]) -> str:
+    return str(meta.get("layout", "splits"))
+
+
+def check_format(out: Path, splits: tuple[str, ...], fmt: str, benchmark: str = "imagenet_lt",
+                 layout: str = "splits") -> None:
+    """Refuse to mix benchmarks or layouts in one OUT, and formats in one split folder: the
+    other's files would be strays, or worse, taken for this one's. A damaged ltextract.json is
+    refused too (rather than dropping the other splits' records): deleted, the next build writes
+    it afresh for the splits it builds."""
     if not (out / METADATA).exists():
         return
     try:
-        built = read_metadata(out)["splits"]
+        meta = read_metadata(out)
     except LtError as e:
         raise LtError(f"{e}; delete it and re-run build for every split (their files are kept)") from None
+    built = meta["splits"]
+    if built and benchmark_of(meta) != benchmark:
+        raise LtError(f"{out} holds a {benchmark_of(meta)} build; use another --out for {benchmark}")
+    if built and layout_of(meta) != layout:
+        raise LtError(f"{out} holds a --layout {layout_of(meta)} build; use another --out for"
+                      f" --layout {layout}")
     for split in splits:
         before = built[split].get("format", "folders") if split in built else fmt
         if before != fmt:

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from ltextract.files import atomic_write, unlink_quietly
 from ltextract.out import STATE_DIR
-from ltextract.out.journal import in_split
+from ltextract.out.journal import writable
 
 
 def repair_path(out: Path, split: str) -> Path:
@@ -32,7 +32,7 @@ def record(out: Path, found: dict[str, Iterable[str]]) -> None:
 
 
 def read_damaged(out: Path, split: str) -> set[str]:
-    """The files of `split` verify recorded as damaged; a line that names no file of the split
+    """The files of `split` verify recorded as damaged; a line that names no file a build writes
     (the record itself damaged) is left out: that file, if any, is then kept or redone as the
     journal says."""
     try:
@@ -41,7 +41,7 @@ def read_damaged(out: Path, split: str) -> set[str]:
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return set()
     lines = data.decode("utf-8", "surrogateescape").split("\n")
-    return {rel for rel in lines if in_split(rel, split)}
+    return {rel for rel in lines if writable(rel)}
 
 
 def repaired(out: Path, split: str) -> None:

@@ -17,6 +17,9 @@ def identity(src: "Source", index: Optional["ArchiveIndex"], link: str) -> str:
     """A tar: its name, size, mtime and a hash of its first and last 4 KiB (with or without an
     index: both strategies journal the same identity); a pipe: none to trust again; a tree or a
     folder of class tars: kind, real path and how files reached OUT (`link`)."""
+    own = src.identity()
+    if own is not None:  # a set of shards words its own
+        return own
     if index is not None:
         return f"{index.path.name} {index.size} {index.mtime_ns} {index.fingerprint}"
     if src.kind == "stdin" or (src.indexed and not src.path.is_file()):
@@ -24,4 +27,5 @@ def identity(src: "Source", index: Optional["ArchiveIndex"], link: str) -> str:
     if src.indexed:  # a tar streamed without an index
         st = os.stat(src.path)
         return f"{src.path.name} {st.st_size} {st.st_mtime_ns} {fingerprint(src.path)}"
-    return f"{src.kind} {os.path.realpath(src.path)} link={link if src.kind == 'tree' else 'copy'}"
+    how = link if src.linkable else "copy"
+    return f"{src.kind} {os.path.realpath(src.path)} link={how}{src.identity_note}"

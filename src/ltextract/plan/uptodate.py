@@ -7,7 +7,8 @@ the time of stating the files. When every requested split was last finished from
 exactly the listed files, and each of them is still the regular file of the size and mtime it
 journaled, the full plan would keep every file and rewrite nothing: that is all this checks.
 Anything else, or any doubt (a leftover temporary file, a repair record, --recheck, a source
-other than a plain tar, whose identity does not cover its content), is left to the full build.
+other than a plain tar, whose identity does not cover its content, --layout lists, where splits
+share folders), is left to the full build.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ltextract.out import TMP_SUFFIX
 from ltextract.out.folders import staging_name
 from ltextract.benchmarks import Benchmark
 from ltextract.out.journal import journal_fields, read_journal_text
-from ltextract.out.manifest import METADATA, read_metadata, unchanged_since_written
+from ltextract.out.manifest import METADATA, benchmark_of, layout_of, read_metadata, unchanged_since_written
 from ltextract.out.repair import repair_path
 from ltextract.plan.identity import identity
 from ltextract.sources import Source
@@ -42,18 +43,23 @@ class Request(Protocol):
     link: str
     workers: int
     recheck: bool
+    layout: str
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def nothing_to_do(req: Request, warn: Callable[[str], None]) -> Optional[dict[str, dict[str, Any]]]:
     """Each requested split's summary record when the build has nothing to do, else None."""
-    if req.recheck or req.fmt != "folders" or req.split_urls or not (req.out / METADATA).is_file():
+    if req.recheck or req.fmt != "folders" or req.layout != "splits" or req.split_urls \
+            or not (req.out / METADATA).is_file():
         return None
     if any(src.kind != "tar" for src in req.sources.values()):
         return None
     started = time.monotonic()
-    built = read_metadata(req.out)["splits"]
+    meta = read_metadata(req.out)
+    if (benchmark_of(meta), layout_of(meta)) != (req.benchmark.name, req.layout):
+        return None
+    built = meta["splits"]
     identities = {o: identity(src, None, req.link) for o, src in req.sources.items()}
     records, warnings = {}, []
     files: list[Files] = []

@@ -5,10 +5,12 @@ and `reader` to read their bytes. Shapes are told apart in one place, `detect`."
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Optional, Protocol
 
+from ltextract.errors import TarError
 from ltextract.tar.truncation import short_read
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ class Located:
     name: str  # the source as the "missing from" error names it
     index: Optional["ArchiveIndex"] = None  # for a single archive: its identity comes from it
     cut: str = ""  # why a truncated archive holds only the images before the cut
+    #: sha256 of images known without reading them (another split's journal in OUT)
+    digests: dict[Key, str] = field(default_factory=dict)
 
 
 class Reader(Protocol):
@@ -61,7 +65,12 @@ class Source:
 
     kind: ClassVar[str]
     indexed: ClassVar[bool] = False  # located through the header index of one archive
+    linkable: ClassVar[bool] = False  # whole files, which --link may place as links
     streamable: ClassVar[bool] = False  # may be read in one sequential pass instead (a tar)
+    seekable: ClassVar[bool] = True  # read by offset at all (not a pipe, not gzip)
+    #: read in passes, one per shard and several at once (`passes`), never job by job: the
+    #: Hugging Face Hub's shards. Their images' sizes are known only once read.
+    sharded: ClassVar[bool] = False
 
     def __init__(self, origin: str, path: Path):
         self.origin, self.path = origin, path
@@ -92,6 +101,11 @@ class Source:
         """The source as a stream's messages name it."""
         return str(self.path)
 
+    @property
+    def identity_note(self) -> str:
+        """What else a journal's identity must name for files from here to be trusted again."""
+        return ""
+
     def locate(self, keys: set[Key], indexes: Indexes) -> Located:
         raise NotImplementedError
 
@@ -99,8 +113,47 @@ class Source:
         """Every file or folder it reads from (OUT must stay apart from each)."""
         return [self.path]
 
+    def names_in_tar(self) -> Optional[Callable[[str, str], tuple[str, ...]]]:
+        """How a flat tar may name a key's member, the first found wins: None for the bare file
+        name (ILSVRC2012's val tar); paths in Places365's tars (`sources.places`)."""
+        return None
+
     def reader(self) -> Reader:
         return FileEachReader()
+
+    def identity(self) -> Optional[str]:
+        """The journal identity, for a source that words its own (a set of shards); None:
+        `plan.identity` works it out from the kind."""
+        return None
+
+    def passes(self, jobs: list[Job]) -> list["Pass"]:
+        """A `sharded` source's reading of `jobs`: one pass per shard that holds any."""
+        raise NotImplementedError
+
+
+class Pass(Protocol):
+    """One shard read front to back in a process of its own: `run` writes the jobs it holds
+    with `write(job, data)` (in `threads` threads) and yields each result as it is written;
+    a shard that ends early yields the reason last, a `str` (the files before it are kept)."""
+    origin: str
+    label: str
+
+    def run(self, write: Callable[[Job, bytes], object], threads: int) -> Iterator[object]: ...
+
+
+def is_file(path: Path) -> bool:
+    """A readable regular file (a tar: True) or a folder (False); anything else is an error."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise TarError(f"{path} not found") from None
+    if stat.S_ISREG(st.st_mode):
+        if not os.access(path, os.R_OK):
+            raise TarError(f"{path} is not readable")
+        return True
+    if not stat.S_ISDIR(st.st_mode):
+        raise TarError(f"{path} is neither a tar nor a folder")
+    return False
 
 
 class FileEachReader:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ltextract.archives import TARS
 from ltextract.sources import Indexes, Job, Key, Located, Source, Where
@@ -33,7 +33,7 @@ class TarSource(Source):
 
     def locate(self, keys: set[Key], indexes: Indexes) -> Located:
         index = indexes.archive(self)
-        return Located(locate_in_index(index, keys),
+        return Located(locate_in_index(index, keys, self.names_in_tar()),
                        f"{self.path}{official_size_hint(self.path.name, index.size)}", index, index.cut)
 
     def reader(self) -> "ArchiveReader":
@@ -57,6 +57,7 @@ class StdinSource(Source):
     """A tar piped in: read once, front to back (the stream strategy), never located."""
     kind = "stdin"
     streamable = True
+    seekable = False
 
     @property
     def nested(self) -> bool:
@@ -95,12 +96,19 @@ class ArchiveReader:
         self.bytes.close()
 
 
-def locate_in_index(index: "ArchiveIndex", keys: set[Key]) -> dict[Key, Where]:
+def locate_in_index(index: "ArchiveIndex", keys: set[Key],
+                    names: Optional[Callable[[str, str], tuple[str, ...]]] = None) -> dict[Key, Where]:
     """(wnid, file) -> where. Nested tars hold class tars named <wnid>.tar; a flat tar (val)
-    holds every file at top level, so its wnid comes from the list.
+    holds every file at top level, so its wnid comes from the list; `names` gives the member
+    names a key may have in a flat tar (default: the file name alone).
 
     Each class tar's names go into a dict built in C, and only the wanted keys are looked up in
-    Python: a quarter less time than a Python loop over all 1.25M names."""
+    Python: a quarter less time than a Python loop over all 1.25M names. A flat tar found by
+    `names` (Places365's 1.8M members, a few percent wanted) is filtered against the wanted
+    names instead: a fifth of the time of a dict of every member."""
+    members = index.names.split(b"\n")
+    if names is not None:
+        return _locate_by_names(index, members, keys, names)
     if not index.nested:  # a flat tar: one group
         by_group = {"": list(keys)}
     else:
@@ -108,7 +116,6 @@ def locate_in_index(index: "ArchiveIndex", keys: set[Key]) -> dict[Key, Where]:
         for key in keys:  # by wnid first: 1,000 group names made, not one per key
             by_wnid.setdefault(key[0], []).append(key)
         by_group = {f"{wnid}.tar": ks for wnid, ks in by_wnid.items()}
-    names = index.names.split(b"\n")
     tar, offsets, sizes = index.path, index.offsets, index.sizes
     found: dict[Key, Where] = {}
     first = 0
@@ -116,10 +123,26 @@ def locate_in_index(index: "ArchiveIndex", keys: set[Key]) -> dict[Key, Where]:
         wanted = by_group.get(group.name)
         if wanted:
             end = first + group.count
-            at = dict(zip(names[first:end], range(first, end))).get  # the last copy wins, as in tar
+            at = dict(zip(members[first:end], range(first, end))).get  # the last copy wins, as in tar
             for key in wanted:
                 i = at(key[1].encode("utf-8", "surrogateescape"))
                 if i is not None:
                     found[key] = (tar, offsets[i], sizes[i])
         first += group.count
     return found
+
+
+def _locate_by_names(index: "ArchiveIndex", members: list[bytes], keys: set[Key],
+                     names: Callable[[str, str], tuple[str, ...]]) -> dict[Key, Where]:
+    """A flat tar's members named as `names` says; the last copy of a name wins, as in tar
+    (and as a stream, which writes each copy as it passes)."""
+    tops = {m.partition(b"/")[0] + b"/" for m in (members[0], members[-2]) if m}  # (a blob ends in "\n")
+    want: dict[bytes, Key] = {}
+    for key in keys:
+        for name in names(*key):
+            raw = name.encode("utf-8", "surrogateescape")
+            if len(tops) != 1 or raw.startswith(*tops):  # the shape this tar is: one name per key
+                want[raw] = key
+    tar, offsets, sizes = index.path, index.offsets, index.sizes
+    hits = [i for i, name in enumerate(members) if name in want]
+    return {want[members[i]]: (tar, offsets[i], sizes[i]) for i in hits}

@@ -7,20 +7,26 @@ holds for each origin. Per origin ("train" / "val"), the first that exists wins:
 | multipart  | ILSVRC2012_img_train.tar.001, .002, ...      | ILSVRC2012_img_val.tar.001, ...      |
 | class-tars | ILSVRC2012_img_train/ or train/: n*.tar      | -                                    |
 | tree       | train/ or ILSVRC/Data/CLS-LOC/train/: n*/    | val/ or .../CLS-LOC/val/: flat or n*/|
+| hub-parquet| [data/]train-NNNNN-of-NNNNN.parquet          | [data/]validation-NNNNN-of-NNNNN...  |
+| hub-tar.gz | [data/]train_images_0.tar.gz ... _4.tar.gz   | [data/]val_images.tar.gz             |
+
+The Hugging Face Hub's shapes (`sources.hub`) are also taken from a folder or a glob naming them;
+Places365's shapes (Places-LT's images) are told apart in `sources.places`.
 """
 from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Optional
 
 from ltextract.archives import TARS, TRAIN_TAR, VAL_TAR
 from ltextract.errors import LtError, TarError
-from ltextract.sources import Source
+from ltextract.sources import Source, hub, is_file
 from ltextract.sources.archive import SplitTarSource, StdinSource, TarSource
 from ltextract.sources.class_tars import ClassTarsSource
+from ltextract.sources.hub_parquet import HubParquetSource
+from ltextract.sources.hub_targz import HubTarGzSource
 from ltextract.sources.tree import TreeSource
 from ltextract.tar import readers
 
@@ -48,8 +54,16 @@ def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
     return path
 
 
-def resolve(manual: Optional[Path], origin: str, explicit: Optional[Path]) -> Source:
-    """The source of `origin`: named explicitly (`-` is stdin), or found in the manual dir."""
+def resolve(manual: Optional[Path], origin: str, explicit: Optional[Path],
+            images: str = "ilsvrc2012") -> Source:
+    """The source of `origin`: named explicitly (`-` is stdin), or found in the manual dir;
+    `images`: the benchmark's archives (ILSVRC2012's shapes are here, Places365's in `places`)."""
+    if images == "places365":
+        from ltextract.sources import places
+
+        if explicit == STDIN:
+            return places.stdin(origin)
+        return places.describe(explicit, origin) if explicit is not None else places.detect(manual, origin)
     if explicit == STDIN:
         return StdinSource(origin, STDIN)
     if explicit is not None:
@@ -68,12 +82,32 @@ def detect(manual: Path, origin: str) -> Source:
     for rel in FOLDERS[origin]:
         if (manual / rel).is_dir():
             return describe_path(manual / rel, origin)
+    for folder in (manual, manual / "data"):
+        src = hub_source(folder, origin) if folder.is_dir() else None
+        if src is not None:
+            return src
     tried = ", ".join(f"{rel}/" for rel in FOLDERS[origin])
-    raise TarError(f"{TARS[origin]} not found in {manual} (nor an extracted {origin} folder: {tried})")
+    split = hub.PARQUET_SPLIT[origin]
+    raise TarError(f"{TARS[origin]} not found in {manual} (nor an extracted {origin} folder: {tried};"
+                   f" nor the Hugging Face Hub's {split}-*.parquet or {hub.TARGZ_SHARDS[origin][0]}"
+                   " shards, there or in data/)")
+
+
+def hub_source(path: Path, origin: str) -> Optional[Source]:
+    """The Hub's shards of `origin` that `path` names (a folder, a glob, a shard), if any."""
+    found = hub.find(path, origin)
+    if found is None:
+        return None
+    shape, folder, shards = found
+    kind = HubParquetSource if shape == hub.PARQUET else HubTarGzSource
+    return kind(origin, folder, shards)
 
 
 def archives(manual: Path) -> list[TarSource]:
-    """The tars (whole or split into parts) in the manual dir: what `ltextract index` indexes."""
+    """The tars (whole or split into parts) in the manual dir: what `ltextract index` indexes;
+    ILSVRC2012's and Places365's."""
+    from ltextract.sources import places
+
     found = []
     for origin, name in TARS.items():
         for path in (manual / name, readers.first_part(manual / name)):
@@ -82,23 +116,29 @@ def archives(manual: Path) -> list[TarSource]:
                 if isinstance(src, TarSource):
                     found.append(src)
                 break
+    found += places.archives(manual)
     if not found:
-        raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} is in {manual}")
+        raise TarError(f"neither {TRAIN_TAR} nor {VAL_TAR} (nor a Places365 tar) is in {manual}")
     return found
 
 
 def describe_path(path: Path, origin: str) -> Source:
     """What kind of source `path` is: a tar file, a folder of class tars, or a tree."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise TarError(f"{path} not found") from None
-    if stat.S_ISREG(st.st_mode):
-        if not os.access(path, os.R_OK):
-            raise TarError(f"{path} is not readable")
+    if hub.is_glob(path):
+        src = hub_source(path, origin)
+        if src is None:
+            raise TarError(f"{path} matches none of the Hugging Face Hub's {origin} shards"
+                           f" ({hub.PARQUET_SPLIT[origin]}-*.parquet, {hub.TARGZ_SHARDS[origin][0]})")
+        return src
+    if is_file(path):
+        if path.name.endswith((".parquet", ".tar.gz")):
+            src = hub_source(path, origin)
+            if src is not None:
+                return src
         return (SplitTarSource if readers.is_first_part(path) else TarSource)(origin, path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise TarError(f"{path} is neither a tar nor a folder")
+    src = hub_source(path, origin)
+    if src is not None:
+        return src
     dirs = tars = files = 0
     with os.scandir(path) as it:
         for n, entry in enumerate(it):

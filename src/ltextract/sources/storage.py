@@ -19,9 +19,10 @@ STRATEGIES = ("auto", "seek", "stream")
 
 def strategy_of(requested: str, src: Source) -> str:
     """seek or stream for one source; only a tar can be streamed, and stdin can only be."""
-    if src.kind == "stdin":
+    if not src.seekable:
         if requested == "seek":
-            raise UsageError("- (stdin) cannot seek: use --strategy stream or auto")
+            what = "- (stdin)" if src.kind == "stdin" else f"{src.path} ({src.kind}: gzip has no random access)"
+            raise UsageError(f"{what} cannot seek: use --strategy stream or auto")
         return "stream"
     if not src.streamable:
         return "seek"  # split tars, class tars and trees are read file by file

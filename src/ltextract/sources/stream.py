@@ -96,13 +96,16 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
 
     `size` is known for a file (`label` is then its path) and None for a pipe. A tar that ends
     early raises `Cut`, after the members before the cut are written; a corrupt one TarError."""
-    src = Forward(f, label)
+    return copy_members(Forward(f, label), label, nested, wanted, write, workers, size)
+
+
+def copy_members(src: Forward, label: str, nested: bool, wanted: Wanted, write: Write, workers: int,
+                 size: Optional[int] = None) -> Iterator[object]:
+    """`stream_copy` over a forward-only byte source."""
     check_head(label, src[0:BLOCK])
-    pending: deque[tuple[Future, int]] = deque()
-    in_flight = 0
+    writes = Writes(write, workers)
     seen: set[int] = set()
     group, why = "", ""
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-stream")
     try:
         try:
             for group, _, end, members in iter_groups(src, size or OPEN_END, nested, label):
@@ -120,16 +123,9 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
                             if 0 <= job.offset != offset:
                                 continue  # the index located another copy of this name (the last one)
                             if id(job) in seen:  # a member stored twice: the later copy must land last
-                                yield from (future.result() for future, _ in _drain(pending))
-                                in_flight = 0
+                                yield from writes.drain()
                             seen.add(id(job))
-                            pending.append((pool.submit(write, job, data), length))
-                            in_flight += length
-                        while pending and (in_flight > IN_FLIGHT_BYTES or len(pending) > IN_FLIGHT_FILES
-                                           or pending[0][0].done()):
-                            future, n = pending.popleft()
-                            in_flight -= n
-                            yield future.result()
+                            yield from writes.submit(job, data)
                 except Truncated:
                     if size is None or end <= size:
                         raise
@@ -139,16 +135,41 @@ def stream_copy(f: BinaryIO, label: str, nested: bool, wanted: Wanted, write: Wr
                 why = skipped_past_end_message(label, group)
         except Truncated as t:
             why = stream_cut_message(label, size, t, src.ended)
-        yield from (future.result() for future, _ in _drain(pending))
+        yield from writes.drain()
         if why:
             raise Cut(why)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        writes.close()
 
 
-def _drain(pending: deque) -> Iterator:
-    while pending:
-        yield pending.popleft()
+class Writes:
+    """`write(job, data)` calls in a thread pool, with at most IN_FLIGHT_BYTES (or
+    IN_FLIGHT_FILES) read but not yet written; results come back in submission order."""
+
+    def __init__(self, write: Write, workers: int):
+        self.write = write
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ltx-stream")
+        self.pending: deque[tuple[Future, int]] = deque()
+        self.in_flight = 0
+
+    def submit(self, job: object, data: bytes) -> Iterator[object]:
+        """Queue one write; yields the results that are ready (or must be waited for)."""
+        pending = self.pending
+        pending.append((self.pool.submit(self.write, job, data), len(data)))
+        self.in_flight += len(data)
+        while pending and (self.in_flight > IN_FLIGHT_BYTES or len(pending) > IN_FLIGHT_FILES
+                           or pending[0][0].done()):
+            future, n = pending.popleft()
+            self.in_flight -= n
+            yield future.result()
+
+    def drain(self) -> Iterator[object]:
+        while self.pending:
+            yield self.pending.popleft()[0].result()
+        self.in_flight = 0
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def open_source(path: Optional[Path]) -> BinaryIO:
@@ -161,10 +182,15 @@ def open_source(path: Optional[Path]) -> BinaryIO:
     return os.fdopen(fd, "rb", buffering=READ_BUFFER)
 
 
-def wanted_by_member(jobs: Iterable[Job], nested: bool) -> Wanted:
-    """Jobs keyed as a stream meets members: by group ("<wnid>.tar", or "" in a flat tar) and name."""
+def wanted_by_member(jobs: Iterable[Job], nested: bool,
+                     names: Optional[Callable[[Job, str], tuple[str, ...]]] = None) -> Wanted:
+    """Jobs keyed as a stream meets members: by group ("<wnid>.tar", or "" in a flat tar) and
+    name; `names(job, file)`: every name its member may have in a flat tar (a Places365 tar's
+    paths, `Source.names_in_tar`), else the bare file name."""
     by_group: Wanted = {}
     for job in jobs:
-        name = job.rel.split("/", 2)[2].encode("utf-8", "surrogateescape")
-        by_group.setdefault(f"{job.wnid}.tar" if nested else "", {}).setdefault(name, []).append(job)
+        file = job.rel.rsplit("/", 1)[1]
+        group = by_group.setdefault(f"{job.wnid}.tar" if nested else "", {})
+        for name in (file,) if names is None else names(job, file):
+            group.setdefault(name.encode("utf-8", "surrogateescape"), []).append(job)
     return by_group

@@ -11,6 +11,7 @@ from ltextract.sources import Indexes, Key, Located, Source, Where
 
 class TreeSource(Source):
     kind = "tree"
+    linkable = True
 
     def __init__(self, origin: str, path: Path, flat: bool = False):
         super().__init__(origin, path)
@@ -20,10 +21,14 @@ class TreeSource(Source):
     def shape(self) -> str:
         return "flat folder" if self.flat else "folder of wnid folders"
 
+    def relpath(self, cls: str, file: str) -> str:
+        """Where in the tree a list's image is."""
+        return file if self.flat else f"{cls}/{file}"
+
     def locate(self, keys: set[Key], indexes: Indexes) -> Located:
         found: dict[Key, Where] = {}
         for wnid, name in keys:
-            path = self.path / name if self.flat else self.path / wnid / name
+            path = self.path / self.relpath(wnid, name)
             try:
                 st = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):

@@ -88,15 +88,11 @@ def chosen_wnids(classes: int) -> list[str]:
 
 def lt_counts(classes: int, high: int, low: int) -> list[int]:
     """Train counts from `high` down to `low`, descending, following the ImageNet-LT curve."""
+    from ltextract.synth.lists import log_counts
+
     lo_knot, hi_knot = math.log(_LT_KNOTS[-1][1]), math.log(_LT_KNOTS[0][1])
     out = []
-    for i in range(classes):
-        r = i / (classes - 1) if classes > 1 else 0.0
-        for (r0, c0), (r1, c1) in zip(_LT_KNOTS, _LT_KNOTS[1:]):
-            if r <= r1:
-                t = (r - r0) / (r1 - r0)
-                log_c = math.log(c0) + t * (math.log(c1) - math.log(c0))
-                break
+    for log_c in log_counts(classes, _LT_KNOTS):
         frac = (log_c - lo_knot) / (hi_knot - lo_knot)
         out.append(round(low * (high / low) ** frac) if low > 0 else round(high * frac))
     return out
