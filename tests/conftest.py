@@ -149,3 +149,15 @@ def http_refused_url() -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{s.getsockname()[1]}/ImageNet_LT_val.txt"
+
+
+@pytest.fixture(scope="module")
+def hf(tmp_path_factory):
+    """`datasets`, imported offline with its cache in a temporary folder (it reads both at import)."""
+    home = tmp_path_factory.mktemp("hf-home")
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(home),
+                      HF_DATASETS_CACHE=str(home / "datasets"))
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets

@@ -72,17 +72,6 @@ def test_places_lt_as_tfds(places, tmp_path, env):
     assert r.returncode == 1 and "label.labels.txt: differs" in r.stderr, r.stderr
 
 
-@pytest.fixture(scope="module")
-def hf(tmp_path_factory):
-    home = tmp_path_factory.mktemp("hf-home")
-    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(home),
-                      HF_DATASETS_CACHE=str(home / "datasets"))
-    import datasets
-
-    datasets.disable_progress_bars()
-    return datasets
-
-
 def test_places_lt_as_hf(places, tmp_path, env, hf):
     manual, lines = places
     build(manual, tmp_path / "folders", env)

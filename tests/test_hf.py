@@ -21,18 +21,6 @@ SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 
 @pytest.fixture(scope="module")
-def hf(tmp_path_factory):
-    """`datasets`, imported offline with its cache in a temporary folder (it reads both at import)."""
-    home = tmp_path_factory.mktemp("hf-home")
-    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(home),
-                      HF_DATASETS_CACHE=str(home / "datasets"))
-    import datasets
-
-    datasets.disable_progress_bars()
-    return datasets
-
-
-@pytest.fixture(scope="module")
 def syn(tmp_path_factory):
     return make_manual_dir(tmp_path_factory.mktemp("hf") / "manual",
                            SynthSpec(classes=12, seed=5, payload=2000, extras=True, fmt="pax"))

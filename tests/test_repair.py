@@ -1,6 +1,7 @@
 """Repair in one step: verify records what it found damaged (and changes no output file), the
 next plain build rewrites exactly those and says so; build --recheck finds them without verify.
-Both formats: a damaged image in a class folder, a damaged sample in a webdataset shard."""
+Every format: a damaged image in a class folder, a damaged sample in a webdataset, tfds or hf
+shard."""
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,8 @@ import pytest
 from ltextract.synth import SynthSpec, make_manual_dir
 from lt_util import error_line, run_cli, tar_bytes
 
-FORMATS = {"folders": (), "webdataset": ("--format", "webdataset", "--shard-size", "5files")}
+FORMATS = {"folders": (), "webdataset": ("--format", "webdataset", "--shard-size", "5files"),
+           "tfds": ("--format", "tfds"), "hf": ("--format", "hf", "--shard-size", "5files")}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def damage(out: Path, fmt: str, n: int = 2) -> list[str]:
     for row in rows:
         if fmt == "folders":
             path, at = out / row["path"], 0
-        else:  # the image's bytes inside its shard, found by content (no tar reader involved)
+        else:  # the image's bytes inside its shard, found by content (no reader involved)
             path = out / row["shard"]
             at = path.read_bytes().index(EXPECTED[row["path"]])
         st = path.stat()
@@ -99,7 +101,8 @@ def test_verify_records_and_a_plain_build_repairs_exactly_those(syn, tmp_path, e
         assert (train["copied"], train["kept"]) == (len(hit), train["files"] - len(hit))
     else:
         assert train["copied_shards"] == len(hit)
-    changed = {rel for rel, v in outputs(out).items() if before[rel] != v and rel.startswith("train/")}
+    written = {r.get("shard") or r["path"] for r in csv.DictReader((out / "train.csv").open())}
+    changed = {rel for rel, v in outputs(out).items() if before[rel] != v and rel in written}
     assert changed == set(hit)  # exactly those rewritten
     assert run_cli("verify", out, env=env).returncode == 0
     assert not list((out / ".ltextract").glob("*.repair"))
@@ -121,9 +124,12 @@ def test_build_recheck_finds_damage_without_verify(syn, tmp_path, env, fmt):
     if fmt == "folders":
         assert (train["copied"], train["kept_rechecked"], train["kept"]) == (
             len(hit), train["files"] - len(hit), 0)
-    else:
+    elif fmt == "webdataset":  # each shard made again in memory, kept where equal
         assert (train["copied_shards"], train["kept_rechecked_shards"]) == (
             len(hit), train["shards"] - len(hit))
+    else:  # tfds, hf: every shard made again from the source
+        assert (train["copied_shards"], train["kept_shards"]) == (len(json.loads(
+            (out / "ltextract.json").read_text())["splits"]["train"]["shards"]), 0)
     assert run_cli("verify", out, env=env).returncode == 0
 
 

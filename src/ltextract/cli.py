@@ -15,14 +15,14 @@ import click
 from ltextract import __version__, api
 from ltextract.api import DEFAULT_WORKERS
 from ltextract.benchmarks import DEFAULT, catalog, get
+from ltextract.cli_options import (BENCHMARKS, DownloadingCommand, benchmark_option, manual_dir_option,
+                                   parse_split_urls, progress_option, quiet_option, split_option)
 from ltextract.errors import LtError, UsageError
 from ltextract.formats import FORMATS
 from ltextract.formats.links import MODES
 from ltextract.plan import LAYOUTS
 from ltextract.sources.storage import STRATEGIES
-from ltextract.ui import Terminal, bar, say, warn
-
-BENCHMARKS = tuple(catalog())
+from ltextract.ui import bar, say, warn
 
 
 class Terminated(BaseException):
@@ -31,34 +31,6 @@ class Terminated(BaseException):
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
-
-
-def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    setattr(Terminal, param.name or "", value)
-    return value
-
-
-quiet_option = click.option("--quiet", "-q", is_flag=True, callback=_remember,
-                            help="Print nothing on stderr but errors.")
-progress_option = click.option("--progress", is_flag=True, callback=_remember, expose_value=False,
-                               help="Show progress bars even when stderr is not a terminal.")
-
-
-class _DownloadingCommand(click.Command):
-    """A command that may download lists: its --help states how long a download can take."""
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from ltextract.benchmarks import fetch  # imports requests: only when help is shown
-
-        urls = sum(len(s.mirrors) for s in get().splits if s.default)
-        worst = urls * (fetch.TOTAL + sum(fetch.TIMEOUT)) / 60
-        pauses = fetch.BACKOFF * (2 ** fetch.RETRIES - 1)
-        with formatter.section("Downloads"):
-            formatter.write_text(f"{fetch.TOTAL_TIMEOUT_NOTE} With every one of the {urls} published"
-                                 f" mirrors failing that way, giving up takes at most about"
-                                 f" {worst:.0f} min. A refused connection or an HTTP error costs a"
-                                 f" mirror at most its backoff pauses ({pauses:g} s).")
-        super().format_epilog(ctx, formatter)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,32 +55,7 @@ def cli() -> None:
     """
 
 
-manual_dir_option = click.option(
-    "--manual-dir", type=click.Path(path_type=Path),
-    help="Folder holding the images: ILSVRC2012's two tars, split tars (.tar.001, ...), class tars"
-         " or extracted trees; for Places-LT, Places365's tars or trees"
-         " [default: $LTEXTRACT_MANUAL_DIR, else ~/tensorflow_datasets/downloads/manual].")
-benchmark_option = click.option(
-    "--benchmark", default=DEFAULT, show_default=True, type=click.Choice(BENCHMARKS),
-    help="Which benchmark (`ltextract benchmarks` lists them).")
-split_option = click.option(
-    "--split", "splits", multiple=True, metavar="NAME",
-    help="Split (repeatable) [default: the benchmark's train, val, test; `ltextract benchmarks`"
-         " names the others, e.g. imagenet_lt's SADE test sets forward50 ... backward50].")
-
-
-def parse_split_urls(values: tuple[str, ...]) -> dict[str, str]:
-    urls = {}
-    for value in values:
-        name, eq, url = value.partition("=")
-        if not eq or not name or not url:
-            raise click.BadParameter(f"{value!r}: expected NAME=URL with NAME a split",
-                                     param_hint="--split-url")
-        urls[name] = url
-    return urls
-
-
-@cli.command(cls=_DownloadingCommand)
+@cli.command(cls=DownloadingCommand)
 @manual_dir_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @benchmark_option
@@ -262,7 +209,7 @@ def _how_to_repair(report: Any) -> str:
     return f": {report.damaged:,} file(s) differ; re-run build to repair them"
 
 
-@cli.command(cls=_DownloadingCommand)
+@cli.command(cls=DownloadingCommand)
 @click.option("--dest", type=click.Path(path_type=Path),
               help="Folder to write the lists into [default: the cache dir].")
 @benchmark_option

@@ -161,3 +161,22 @@ def test_sources_on_read_only_storage_build(syn, tmp_path, env, tmpfs, layout):
     subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
     completes(mnt / "m", tmp_path / "out", env)
     fails(build(mnt / "m", mnt / "out", env), "cannot write to output folder", "Read-only file system")
+
+
+def test_out_among_places365_tars_or_hub_shards(tmp_path, env):
+    """The sources of the other benchmarks and shapes: Places365's pair, the Hub's shards."""
+    places = tmp_path / "places"
+    assert run_cli("synth", "--benchmark", "places_lt", "--shape", "256", "--classes", "4",
+                   "--out", places, env=env).returncode == 0
+    before = snapshot(places)
+    r = run_cli("build", "--benchmark", "places_lt", "--manual-dir", places, "--splits-dir", places,
+                "--out", places, env=env)
+    refused(r, "contains", "train source", places / "train_256_places365standard.tar")
+    assert snapshot(places) == before
+    hub = tmp_path / "hub"
+    assert run_cli("synth", "--shape", "hub-tar.gz", "--classes", "4", "--out", hub, env=env).returncode == 0
+    before = snapshot(hub)
+    r = run_cli("build", "--manual-dir", hub, "--splits-dir", hub, "--out", hub / "data" / "out", env=env)
+    line = fails(r, "lies inside the train source", "choose an --out apart from the inputs")
+    assert str(hub / "data") in line
+    assert snapshot(hub) == before

@@ -27,7 +27,8 @@ from ltextract.benchmarks import Benchmark
 from ltextract.errors import LtError
 from ltextract.files import atomic_write, unlink_quietly
 from ltextract.formats import Options, Problem, Read, need_extra
-from ltextract.formats.sharded import (Damaged, Shard, ShardedWriter, Stopped, file_name, in_order,
+from ltextract.formats.sharded_check import Damaged
+from ltextract.formats.sharded import (Shard, ShardedWriter, Stopped, file_name, in_order,
                                        library_split, out_benchmark, prefetched, source_order)
 from ltextract.formats.shards import ShardSize
 from ltextract.plan import Job

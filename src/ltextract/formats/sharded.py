@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterable, Iterator, Opti
 
 from ltextract.errors import LtError, write_error
 from ltextract.formats import Problem, Progress, Read, SplitWork, Writer, describe_shards, shard_counts
+from ltextract.formats.sharded_check import check_shard, strays
 from ltextract.out import TMP_SUFFIX, manifest, repair
 from ltextract.out.folders import ensure_dir, place_atomically, unchanged
 from ltextract.out.journal import (Batch, Done, Journal, close_all, journal_line, journal_path,
@@ -61,10 +62,6 @@ class Shard:
 
 class Stopped(Exception):
     """The build is stopping: the shard in hand is dropped (its temporary file removed)."""
-
-
-class Damaged(Exception):
-    """A shard that cannot be read back as its format says."""
 
 
 def file_name(job: Job) -> str:
@@ -220,7 +217,7 @@ class ShardedWriter(Writer):
         trusted = journaled.trusted(ident)
         damaged = repair.read_damaged(self.out, split) & {sh.rel for sh in shards}
         if damaged:  # (found by verify: rewritten whatever the journal says)
-            self.options.notice(f"{split}: rewriting {len(damaged):,} shard(s) that verify found damaged")
+            self.options.notice(f"{split}: rewriting {len(damaged):,} file(s) that verify found damaged")
         if damaged or self.options.recheck:  # --recheck: each shard made again from the source
             trusted = {rel: d for rel, d in trusted.items() if rel not in damaged and not self.options.recheck}
         planned = {sh.rel for sh in shards}
@@ -373,7 +370,7 @@ class ShardedWriter(Writer):
         writer = cls.for_record(out, record)
         if split == in_order(records)[0]:
             yield from writer.check_index(records)
-            yield from _strays(out, writer.folder, records, cls.index_files())
+            yield from strays(out, writer.folder, records, cls.index_files())
         jobs = [Job(split, r.path, r.wnid, r.label, Path(), 0, r.size) for r in rows]
         try:
             plan = writer.plan(split, jobs)
@@ -387,47 +384,11 @@ class ShardedWriter(Writer):
             return
         by_rel = {r.path: r for r in rows}
 
-        def check_shard(shard: Shard) -> list[Problem]:
-            return _check_shard(cls, out, shard, [by_rel[j.rel] for j in shard.jobs],
-                                [writer.example_name(j) for j in shard.jobs], record, progress)
+        def check(shard: Shard) -> list[Problem]:
+            return check_shard(cls.read_shard(out / shard.rel, record), shard.rel,
+                               [by_rel[j.rel] for j in shard.jobs], [writer.example_name(j) for j in shard.jobs],
+                               progress)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for problems in pool.map(check_shard, plan):
+            for problems in pool.map(check, plan):
                 yield from problems
-
-
-def _check_shard(cls: type[ShardedWriter], out: Path, shard: Shard, rows: list[Row], names: list[str],
-                 record: dict, progress: Progress) -> list[Problem]:
-    problems = []
-    n = 0
-    try:
-        for n, (name, label, image) in enumerate(cls.read_shard(out / shard.rel, record), start=1):
-            if n > len(rows):
-                continue
-            row, where = rows[n - 1], f"{shard.rel}#{n - 1}"
-            if name != names[n - 1]:
-                problems.append(Problem(where, f"holds {name!r}, the manifest {names[n - 1]!r}", shard.rel))
-            elif label != row.label:
-                problems.append(Problem(where, f"label {label} differs from the manifest's {row.label}", shard.rel))
-            elif len(image) != row.size or hashlib.sha256(image).hexdigest() != row.sha256:
-                problems.append(Problem(where, "image differs from the manifest (corrupt or modified)", shard.rel))
-            if progress:
-                progress(row.size)
-    except FileNotFoundError:
-        return [Problem(shard.rel, "missing", shard.rel)]
-    except (Damaged, OSError) as e:
-        return problems + [Problem(shard.rel, f"not a readable shard: {e}", shard.rel)]
-    if n != len(rows):
-        problems.append(Problem(shard.rel, f"holds {n:,} examples, the manifest {len(rows):,}", shard.rel))
-    return problems
-
-
-def _strays(out: Path, folder: str, records: dict[str, dict], extra: set[str]) -> list[Problem]:
-    expected = {sh["name"] for r in records.values() for sh in r.get("shards", [])} | \
-        {f"{folder}/{name}" for name in extra}
-    try:
-        entries = sorted(e.name for e in os.scandir(out / folder))
-    except FileNotFoundError:
-        return [Problem(folder, "missing")]
-    return [Problem(f"{folder}/{name}", "stray file (not in any split's shards)")
-            for name in entries if f"{folder}/{name}" not in expected]

@@ -24,7 +24,8 @@ from ltextract.benchmarks import Benchmark
 from ltextract.errors import LtError, UsageError
 from ltextract.files import atomic_write, unlink_quietly
 from ltextract.formats import Options, Problem, Read, need_extra, tfds_info, tfrecord
-from ltextract.formats.sharded import (Damaged, Shard, ShardedWriter, Stopped, in_order, library_split,
+from ltextract.formats.sharded_check import Damaged
+from ltextract.formats.sharded import (Shard, ShardedWriter, Stopped, in_order, library_split,
                                        out_benchmark, prefetched, read_window, recorded, source_order)
 from ltextract.out.journal import read_journal_entries
 from ltextract.plan import Job
