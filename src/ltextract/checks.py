@@ -54,17 +54,18 @@ def check_rows(split: str, rows: list[Row], bench: Optional[Benchmark] = None, l
     bench = bench or get()
     labels = bench.label_of
     flat = flat and layout == "lists"  # (--layout splits puts a flat list's files in class folders)
-    top = bench.split(split).origin if layout == "lists" else split
+    out_folder = bench.split(split).origin if layout == "lists" else split
     paths, wnids = list(map(_PATH, rows)), list(map(_WNID, rows))
-    folders = map(f"{top}/".__add__, repeat("") if flat else map(str.__add__, wnids, repeat("/")))
+    folders = map(f"{out_folder}/".__add__, repeat("") if flat else map(str.__add__, wnids, repeat("/")))
     if all(map(str.startswith, paths, folders)) and sum(map(str.count, paths, repeat("/"))) == (1 if flat else 2) * len(rows) \
             and list(map(labels.get, wnids)) == list(map(_LABEL, rows)) and len(set(paths)) == len(rows):
         return []
     problems = []
     seen: set[str] = set()
     for row in rows:
-        if list_path(top, row.wnid, row.file_name, flat) != row.path:
-            problems.append(Problem(row.path, f"path does not match {list_path(top, row.wnid, '<file>', flat)}"))
+        if list_path(out_folder, row.wnid, row.file_name, flat) != row.path:
+            shape = list_path(out_folder, row.wnid, "<file>", flat)
+            problems.append(Problem(row.path, f"path does not match {shape}"))
         if labels.get(row.wnid) != row.label:
             problems.append(Problem(row.path, f"label {row.label} does not match {row.wnid}"))
         if row.path in seen:
@@ -105,9 +106,9 @@ def check_recorded_list(bench: Benchmark, split: str, rows: list[Row], meta: dic
         if text is None:
             text = render_list(rows).decode("utf-8", "surrogateescape")
         # each line "<top>/<class>/<file> <label>" as the original list says it: "<origin>/..."
-        top = rows[0].path.split("/", 1)[0] if rows else spec.origin
-        original = text.replace(f"\n{top}/", f"\n{spec.origin}/")
-        original = f"{spec.origin}/{original[len(top) + 1:]}" if original else ""
+        out_folder = rows[0].path.split("/", 1)[0] if rows else spec.origin
+        original = text.replace(f"\n{out_folder}/", f"\n{spec.origin}/")
+        original = f"{spec.origin}/{original[len(out_folder) + 1:]}" if original else ""
         data = original.encode("utf-8", "surrogateescape")
     if hashlib.sha256(data).hexdigest() != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]

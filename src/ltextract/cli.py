@@ -192,8 +192,8 @@ def _verify_sources(manual_dir: Optional[Path], md5: bool, as_json: bool, quiet:
     problems = [c.problem() for c in checks if c.problem()]
     for c in checks:
         if not c.problem():
-            how = f"and md5 {c.md5}" if c.md5 else "(pass --md5 to check the content too)"
-            say(f"{c.name}: {c.size:,} bytes {how}, as the official archive", quiet)
+            content = f"and md5 {c.md5}" if c.md5 else "(pass --md5 to check the content too)"
+            say(f"{c.name}: {c.size:,} bytes {content}, as the official archive", quiet)
     if problems:
         raise LtError("; ".join(problems))
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ltextract.formats import Read, Writer
     from ltextract.out.journal import Done
     from ltextract.plan import Job
-    from ltextract.sources import Pass
+    from ltextract.sources import ShardRead
 
 Names = Callable[["Job", str], tuple[str, ...]]
 
@@ -90,21 +90,21 @@ def stream_jobs(writer: Writer, f: BinaryIO, label: str, nested: bool, todo: lis
         raise LtError(write_error(writer.out, e)) from None
 
 
-def copy_passes(writer: Writer, passes: list[Pass], workers: int, progress: Callable[[int], None],
+def copy_shards(writer: Writer, reads: list[ShardRead], workers: int, progress: Callable[[int], None],
                 on_cut: Callable[[str, str], None]) -> Iterator[Batch]:
-    """Run every pass (a shard read front to back, `sources.Pass`), each in a forked process of
-    its own, as many at once as there are cores (at most `workers`; a pass is bound by its
-    inflating or decoding). A pass writes its files itself, through the writer's `write`, in
+    """Run every shard's read (front to back, `sources.ShardRead`), each in a forked process of
+    its own, as many at once as there are cores (at most `workers`; a read is bound by its
+    inflating or decoding). A read writes its files itself, through the writer's `write`, in
     threads that overlap hashing and writing with its reading; its finished files come back in
     batches as they are written, so an interrupted build keeps them. A shard that ends early
-    (`on_cut(origin, why)`) keeps its files; the other passes go on."""
-    procs = max(1, min(workers, len(passes), os.cpu_count() or 1))
+    (`on_cut(origin, why)`) keeps its files; the other shards' reads go on."""
+    procs = max(1, min(workers, len(reads), os.cpu_count() or 1))
     threads = max(2, workers // procs)
 
     def write(job: Job, data: bytes) -> tuple[str, Done]:
         return job.split, writer.write(job, data)
 
-    def run(p: Pass) -> Iterator[tuple[str, Any]]:
+    def run(p: ShardRead) -> Iterator[tuple[str, Any]]:
         finished: list[Any] = []
         last = time.monotonic()
         for item in p.run(write, threads):
@@ -118,8 +118,8 @@ def copy_passes(writer: Writer, passes: list[Pass], workers: int, progress: Call
         if finished:
             yield "batch", batch(finished)
 
-    results = fork_each(run, passes, procs, f"{writer.out}: a shard's copy") \
-        if procs > 1 and can_fork() else (x for p in passes for x in run(p))
+    results = fork_each(run, reads, procs, f"{writer.out}: a shard's copy") \
+        if procs > 1 and can_fork() else (x for p in reads for x in run(p))
     try:
         for kind, value in results:
             if kind == "cut":

@@ -229,7 +229,7 @@ def copy_groups(srcs: dict[str, Source], strategies: dict[str, str]) -> list[lis
     stream, a tree or split parts have their own, but for one tar holding both origins'
     images (Places365's easy format), streamed once."""
     shared = [o for o, s in srcs.items() if strategies[o] == "seek" and s.kind == "tar"]
-    sharded = [o for o, s in srcs.items() if s.sharded]  # all their shards' passes share the cores
+    sharded = [o for o, s in srcs.items() if s.sharded]  # all their shards' reads share the cores
     groups: dict[Path, list[str]] = {}
     for o, s in srcs.items():
         if o not in shared + sharded:
@@ -267,9 +267,9 @@ def copy_sources(req: BuildRequest, writer: Writer, srcs: dict[str, Source], wor
             writer.open(works, threads=True)
             stack.callback(writer.close)
             jobs = {o: [j for j in todo if origin_of[j.split] == o] for o in srcs}
-            passes = [p for o, s in srcs.items() if jobs[o] for p in s.passes(jobs[o])]
-            done = writer.record(works, copy.copy_passes(  # splits finish at the end
-                writer, passes, req.workers, b.update, lambda origin, why: cuts.setdefault(origin, why)))
+            reads = [p for o, s in srcs.items() if jobs[o] for p in s.shard_reads(jobs[o])]
+            done = writer.record(works, copy.copy_shards(  # splits finish at the end
+                writer, reads, req.workers, b.update, lambda origin, why: cuts.setdefault(origin, why)))
         elif strategy == "seek" or not todo:
             readers = {o: stack.enter_context(contextlib.closing(s.reader())) for o, s in srcs.items()}
             writer.open(works)

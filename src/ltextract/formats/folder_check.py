@@ -29,24 +29,24 @@ Folder = tuple[str, list[Row]]  # "train/n01440764", its rows
 
 
 def check_split_folders(out: str, split: str, rows: list[Row], workers: int, follow: bool,
-                        progress: Optional[Callable[[int], None]], tops: Optional[Collection[str]] = None,
+                        progress: Optional[Callable[[int], None]], out_folders: Optional[Collection[str]] = None,
                         others: Collection[str] = ()) -> Iterator[Problem]:
     """Problems of the split's files and folders; `follow`: files are symlinks (--link symlink),
-    checked through them. Strays are reported under the top folders `tops` (default: the split's
+    checked through them. Strays are reported under the folders of OUT `out_folders` (default: the split's
     own); `others`: files there that other splits list (--layout lists), neither checked nor stray."""
-    tops = {split} if tops is None else set(tops)
+    out_folders = {split} if out_folders is None else set(out_folders)
     folders: dict[str, list[Row]] = {}
     where = map(itemgetter(0), map(str.rpartition, map(attrgetter("path"), rows), repeat("/")))
     for folder, run in groupby(zip(where, rows), itemgetter(0)):  # a list's files come by class
         folders.setdefault(folder, []).extend(map(itemgetter(1), run))
     for path in others:  # folders only other splits' files are in: listed for their strays
         folders.setdefault(path.rpartition("/")[0], [])
-    for top in sorted(tops - folders.keys()):  # (a flat split's top is checked as its folder)
-        yield from _split_root(out, top, folders, others)
+    for out_folder in sorted(out_folders - folders.keys()):  # (a flat split's is checked as its class folder)
+        yield from _split_root(out, out_folder, folders, others)
     tasks = _tasks(list(folders.items()))
 
     def strays_in(folder: str) -> bool:
-        return folder.partition("/")[0] in tops
+        return folder.partition("/")[0] in out_folders
 
     def task(i: int) -> tuple[list[Problem], int]:  # (the rows are inherited, not sent: a task's number is)
         return [p for folder, frows in tasks[i]
@@ -76,7 +76,7 @@ def _tasks(folders: list[Folder]) -> list[list[Folder]]:
 
 def _split_root(out: str, split: str, folders: dict[str, list[Row]],
                 others: Collection[str] = ()) -> Iterator[Problem]:
-    """What the split (top) folder holds besides the class folders (or, flat, the files) the
+    """What the split's folder of OUT holds besides the class folders (or, flat, the files) the
     manifests name."""
     try:
         entries = sorted(os.scandir(os.path.join(out, split)), key=lambda e: e.name)

@@ -68,7 +68,7 @@ class FoldersWriter(Writer):
     def open(self, works: list[SplitWork], threads: bool = False) -> None:
         """`threads`: files come from a stream's thread pool (a few folders open per thread);
         else from one copy worker per process, which keeps every class folder open."""
-        staged = [w.top for w in works if w.staged]
+        staged = [w.out_folder for w in works if w.staged]
         self.folders = Folders(self.out, staged) if threads else \
             Folders(self.out, staged, folders_per_process())
         if self.options.link != "copy" and self.placer is None:
@@ -109,8 +109,9 @@ class FoldersWriter(Writer):
             w = open_works.get(split)  # (none without on_whole)
             if w is not None and on_whole is not None and len(done[split]) == len(w.kept) + len(w.todo):
                 del open_works[split]
-                if not any(o.top == w.top for o in open_works.values()):  # its folder's last
-                    resume.publish_staged(out, [o for o in works if o.top == w.top], done, True)
+                together = [o for o in works if o.out_folder == w.out_folder]
+                if not any(o.out_folder == w.out_folder for o in open_works.values()):  # its folder's last
+                    resume.publish_staged(out, together, done, True)
                 on_whole(w, done[split])
 
         whole = False
@@ -173,11 +174,11 @@ class FoldersWriter(Writer):
     def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
               progress: Progress) -> Iterator[Problem]:
         """Nothing but the manifest's files in the split folder, each of its size and sha256."""
-        tops = _folders_to_check(out, split, rows)
+        out_folders = _folders_to_check(out, split, rows)
         mine = {r.path for r in rows}
-        others = {r.path for _, expected in tops for r in expected} - mine
+        others = {r.path for _, expected in out_folders for r in expected} - mine
         yield from check_split_folders(str(out), split, rows, workers, record.get("link") == "symlink",
-                                       progress, {top for top, _ in tops}, others)
+                                       progress, {out_folder for out_folder, _ in out_folders}, others)
 
 
 def _shared_files(finished: Batch, shared: dict[str, list[str]]) -> dict[str, list[Done]]:
@@ -199,18 +200,18 @@ def _folders_to_check(out: Path, split: str, rows: list[Row]) -> list[tuple[str,
         return [(split, rows)]
     sharing = sorted(s for s, rec in meta["splits"].items() if rec.get("format", "folders") == "folders")
     found = []
-    for top in sorted({r.path.partition("/")[0] for r in rows}):
-        others = [s for s in sharing if s != split and _points_into(out, s, top)]
+    for out_folder in sorted({r.path.partition("/")[0] for r in rows}):
+        others = [s for s in sharing if s != split and _points_into(out, s, out_folder)]
         if not others or split < others[0]:
-            found.append((top, rows + [r for s in others for r in manifest.read_manifest(out, s)]))
+            found.append((out_folder, rows + [r for s in others for r in manifest.read_manifest(out, s)]))
     return found
 
 
-def _points_into(out: Path, split: str, top: str) -> bool:
+def _points_into(out: Path, split: str, out_folder: str) -> bool:
     """Whether the split's files lie under OUT/`top` (its manifest's first row says)."""
     try:
         with open(manifest.manifest_path(out, split), encoding="utf-8", errors="replace") as f:
             f.readline()
-            return f.readline().partition("/")[0] == top
+            return f.readline().partition("/")[0] == out_folder
     except FileNotFoundError:  # verify names the missing manifest when it gets to that split
         return False

@@ -89,12 +89,12 @@ class SplitWork:
     todo: list[Job]
     #: its top folder did not exist: the split is written in its staging folder, published at the end
     staged: bool = False
-    #: the folder of OUT it writes into: the split's own, or (--layout lists) its list's top
+    #: the folder of OUT it writes into: the split's own, or (--layout lists) its list's top folder
     #: folder, shared with the other splits whose lists point there
-    top: str = ""
+    out_folder: str = ""
 
 
-def top_of(split: str, jobs: list[Job]) -> str:
+def out_folder_of(split: str, jobs: list[Job]) -> str:
     return jobs[0].rel.partition("/")[0] if jobs else split
 
 
@@ -111,13 +111,13 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
     together: a file of one is never a stray of another."""
     work: list[SplitWork] = []
     made: list[Path] = []  # staging folders made here: gone again if this fails or is stopped
-    tops: dict[str, list[str]] = {}
+    out_folders: dict[str, list[str]] = {}
     for split, split_jobs in jobs.items():
-        tops.setdefault(top_of(split, split_jobs), []).append(split)
+        out_folders.setdefault(out_folder_of(split, split_jobs), []).append(split)
     try:
-        for top, splits in tops.items():
-            work += _prepare_top(out, top, {s: jobs[s] for s in splits}, identities, partial, made,
-                                 damaged, recheck)
+        for out_folder, splits in out_folders.items():
+            work += _prepare_out_folder(out, out_folder, {s: jobs[s] for s in splits}, identities,
+                                        partial, made, damaged, recheck)
         check_space(out, list({j.rel: j for w in work for j in w.todo}.values()))
     except BaseException:
         for root in made:
@@ -126,16 +126,16 @@ def prepare(out: Path, jobs: dict[str, list[Job]], identities: dict[str, str],
     return [w for split in jobs for w in work if w.split == split]
 
 
-def _prepare_top(out: Path, top: str, jobs: dict[str, list[Job]], identities: dict[str, str],
-                 partial: Collection[str], made: list[Path],
-                 damaged: Mapping[str, Collection[str]] = {},  # noqa: B006 - read only
-                 recheck: bool = False) -> list[SplitWork]:
+def _prepare_out_folder(out: Path, out_folder: str, jobs: dict[str, list[Job]], identities: dict[str, str],
+                        partial: Collection[str], made: list[Path],
+                        damaged: Mapping[str, Collection[str]] = {},  # noqa: B006 - read only
+                        recheck: bool = False) -> list[SplitWork]:
     """The splits writing into OUT/`top`; a staging folder it is about to make is noted in
     `made` first."""
-    staged = not os.path.lexists(out / top)  # a first build of it, or one killed before publishing
-    root = out / (staging_name(top) if staged else top)
+    staged = not os.path.lexists(out / out_folder)  # a first build of it, or one killed before publishing
+    root = out / (staging_name(out_folder) if staged else out_folder)
     if not staged:
-        _remove(out / staging_name(top))  # OUT/<top> was made since: start afresh there
+        _remove(out / staging_name(out_folder))  # OUT/<out_folder> was made since: start afresh there
     empty = not os.path.lexists(root)  # then nothing in it needs looking at
     if staged and empty:
         made.append(root)
@@ -150,10 +150,10 @@ def _prepare_top(out: Path, top: str, jobs: dict[str, list[Job]], identities: di
             os.mkdir(root / folder)
         else:
             ensure_dir(root / folder)
-    in_stage = (top,) if staged else ()
+    in_stage = (out_folder,) if staged else ()
     # files other splits write here, or journaled (--layout lists: a SADE list's are test's)
-    shared = set(jobs) != {top}
-    siblings = _sibling_journals(out, top, set(jobs)) if shared else {}
+    shared = set(jobs) != {out_folder}
+    siblings = _sibling_journals(out, out_folder, set(jobs)) if shared else {}
     work = []
     for split, split_jobs in jobs.items():
         journaled = read_journal_entries(out, split)
@@ -174,11 +174,11 @@ def _prepare_top(out: Path, top: str, jobs: dict[str, list[Job]], identities: di
             keep = others | {rel for files in siblings.values() for rel in files}
             _drop_unlisted(out, journaled.unconfirmed | journaled.done,
                            {j.rel for j in split_jobs} | keep, in_stage)
-        work.append(SplitWork(split, split_jobs, identities[split], kept, todo, staged, top))
+        work.append(SplitWork(split, split_jobs, identities[split], kept, todo, staged, out_folder))
     return work
 
 
-def _sibling_journals(out: Path, top: str, splits: set[str]) -> dict[str, dict[str, Done]]:
+def _sibling_journals(out: Path, out_folder: str, splits: set[str]) -> dict[str, dict[str, Done]]:
     """Files under OUT/`top` that the journals of splits not built now hold, by source identity."""
     found: dict[str, dict[str, Done]] = {}
     for path in sorted((out / STATE_DIR).glob("*.journal")):
@@ -186,7 +186,7 @@ def _sibling_journals(out: Path, top: str, splits: set[str]) -> dict[str, dict[s
         if split in splits:
             continue
         journaled = read_journal_entries(out, split)
-        files = {rel: d for rel, d in journaled.done.items() if rel.startswith(f"{top}/")}
+        files = {rel: d for rel, d in journaled.done.items() if rel.startswith(f"{out_folder}/")}
         if files:
             found.setdefault(journaled.identity, {}).update(files)
     return found
@@ -221,23 +221,23 @@ def publish_staged(out: Path, works: list[SplitWork], done: dict[str, dict[str, 
     """Rename each staged top folder into place, finished or stopped (its files are kept either
     way). After a stop, files no batch reported are removed first: a worker may have died
     halfway through one, and only journaled files may reach a final path."""
-    tops: dict[str, list[SplitWork]] = {}
+    out_folders: dict[str, list[SplitWork]] = {}
     for w in works:
         if w.staged:
-            tops.setdefault(w.top or w.split, []).append(w)
-    for top, ws in tops.items():
-        root = out / staging_name(top)
+            out_folders.setdefault(w.out_folder or w.split, []).append(w)
+    for out_folder, ws in out_folders.items():
+        root = out / staging_name(out_folder)
         if not os.path.lexists(root):
             continue  # published already
         if not whole:
             ours = set().union(*(done[w.split] for w in ws))
             for entry in os.scandir(root):
                 if entry.is_file(follow_symlinks=False):  # (flat lists: files in the top folder)
-                    if f"{top}/{entry.name}" not in ours:
+                    if f"{out_folder}/{entry.name}" not in ours:
                         _remove(Path(entry.path))
                 if not entry.is_dir(follow_symlinks=False):
                     continue
                 for inner in os.scandir(entry.path):
-                    if f"{top}/{entry.name}/{inner.name}" not in ours:
+                    if f"{out_folder}/{entry.name}/{inner.name}" not in ours:
                         _remove(Path(inner.path))
-        publish(out, top)
+        publish(out, out_folder)

@@ -27,5 +27,5 @@ def identity(src: "Source", index: Optional["ArchiveIndex"], link: str) -> str:
     if src.indexed:  # a tar streamed without an index
         st = os.stat(src.path)
         return f"{src.path.name} {st.st_size} {st.st_mtime_ns} {fingerprint(src.path)}"
-    how = link if src.linkable else "copy"
-    return f"{src.kind} {os.path.realpath(src.path)} link={how}{src.identity_note}"
+    mode = link if src.linkable else "copy"
+    return f"{src.kind} {os.path.realpath(src.path)} link={mode}{src.identity_note}"

@@ -68,7 +68,7 @@ class Source:
     linkable: ClassVar[bool] = False  # whole files, which --link may place as links
     streamable: ClassVar[bool] = False  # may be read in one sequential pass instead (a tar)
     seekable: ClassVar[bool] = True  # read by offset at all (not a pipe, not gzip)
-    #: read in passes, one per shard and several at once (`passes`), never job by job: the
+    #: read shard by shard, several at once (`shard_reads`), never job by job: the
     #: Hugging Face Hub's shards. Their images' sizes are known only once read.
     sharded: ClassVar[bool] = False
 
@@ -126,12 +126,12 @@ class Source:
         `plan.identity` works it out from the kind."""
         return None
 
-    def passes(self, jobs: list[Job]) -> list["Pass"]:
+    def shard_reads(self, jobs: list[Job]) -> list["ShardRead"]:
         """A `sharded` source's reading of `jobs`: one pass per shard that holds any."""
         raise NotImplementedError
 
 
-class Pass(Protocol):
+class ShardRead(Protocol):
     """One shard read front to back in a process of its own: `run` writes the jobs it holds
     with `write(job, data)` (in `threads` threads) and yields each result as it is written;
     a shard that ends early yields the reason last, a `str` (the files before it are kept)."""

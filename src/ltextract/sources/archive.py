@@ -136,12 +136,12 @@ def _locate_by_names(index: "ArchiveIndex", members: list[bytes], keys: set[Key]
                      names: Callable[[str, str], tuple[str, ...]]) -> dict[Key, Where]:
     """A flat tar's members named as `names` says; the last copy of a name wins, as in tar
     (and as a stream, which writes each copy as it passes)."""
-    tops = {m.partition(b"/")[0] + b"/" for m in (members[0], members[-2]) if m}  # (a blob ends in "\n")
+    prefixes = {m.partition(b"/")[0] + b"/" for m in (members[0], members[-2]) if m}  # (a blob ends in "\n")
     want: dict[bytes, Key] = {}
     for key in keys:
         for name in names(*key):
             raw = name.encode("utf-8", "surrogateescape")
-            if len(tops) != 1 or raw.startswith(*tops):  # the shape this tar is: one name per key
+            if len(prefixes) != 1 or raw.startswith(*prefixes):  # the shape this tar is: one name per key
                 want[raw] = key
     tar, offsets, sizes = index.path, index.offsets, index.sizes
     hits = [i for i, name in enumerate(members) if name in want]

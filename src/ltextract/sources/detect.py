@@ -49,8 +49,8 @@ def default_manual_dir() -> Path:
 def resolve_manual_dir(manual_dir: Optional[Path]) -> Path:
     path = manual_dir or default_manual_dir()
     if not path.is_dir():
-        how = "" if manual_dir else " (pass --manual-dir or set LTEXTRACT_MANUAL_DIR)"
-        raise LtError(f"manual dir {path} does not exist or is not a folder{how}")
+        hint = "" if manual_dir else " (pass --manual-dir or set LTEXTRACT_MANUAL_DIR)"
+        raise LtError(f"manual dir {path} does not exist or is not a folder{hint}")
     return path
 
 

@@ -32,7 +32,7 @@ _GLOB = re.compile(r"[*?[]")
 
 
 class HubSource(Source):
-    """A complete set of the Hub's shards for one origin, read shard by shard in passes."""
+    """A complete set of the Hub's shards for one origin, read shard by shard, each front to back."""
     sharded = True
 
     def __init__(self, origin: str, path: Path, shards: tuple[Path, ...] = ()):

@@ -82,7 +82,7 @@ def index_shard(shard: Path, wanted: dict[bytes, str]) -> dict[Key, int]:
 
 
 @dataclass
-class ParquetPass:
+class ParquetShardRead:
     """The row groups of one shard that hold listed rows, in order: only their image bytes."""
     origin: str
     label: str
@@ -139,10 +139,10 @@ class HubParquetSource(HubSource):
                 where[key] = (shard, row, -1)
         return Located(where, self.label)
 
-    def passes(self, jobs: list[Job]) -> list[ParquetPass]:
+    def shard_reads(self, jobs: list[Job]) -> list[ParquetShardRead]:
         by_shard: dict[Path, list[Job]] = {}
         for job in jobs:
             by_shard.setdefault(job.file, []).append(job)
-        return [ParquetPass(self.origin, str(s), s, sorted(by_shard[s], key=lambda j: j.offset))
+        return [ParquetShardRead(self.origin, str(s), s, sorted(by_shard[s], key=lambda j: j.offset))
                 for s in self.shards if s in by_shard]
 

@@ -1,7 +1,7 @@
 """The Hub's .tar.gz shards (`train_images_0.tar.gz` … `_4`, `val_images.tar.gz`): flat tars of
 `<file>_<wnid>.JPEG`, gzip-compressed. gzip has no random access, so each shard is read in one
 sequential pass, the stream strategy's walk over the inflated bytes, several shards at once in
-processes of their own (`copy.copy_passes`). A shard has no index: where a file is becomes known
+processes of their own (`copy.copy_shards`). A shard has no index: where a file is becomes known
 as the pass meets it, and a file no shard holds is reported once every pass is over.
 
 Inflating uses the fastest well-kept library installed: zlib-ng (the `hub` extra; ~1.2x the
@@ -182,7 +182,7 @@ def walk(inflated: Inflated, label: str) -> Iterator[tuple[list[bytes], array, a
 
 
 @dataclass
-class TarGzPass:
+class TarGzShardRead:
     """One .tar.gz shard, front to back: every listed file it holds is written."""
     origin: str
     label: str
@@ -223,6 +223,6 @@ class HubTarGzSource(HubSource):
     streamable = True
     seekable = False
 
-    def passes(self, jobs: list[Job]) -> list[TarGzPass]:
+    def shard_reads(self, jobs: list[Job]) -> list[TarGzShardRead]:
         wanted = wanted_by_member(jobs, nested=False)
-        return [TarGzPass(self.origin, str(shard), shard, wanted) for shard in self.shards]
+        return [TarGzShardRead(self.origin, str(shard), shard, wanted) for shard in self.shards]

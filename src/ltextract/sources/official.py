@@ -41,9 +41,9 @@ class ArchiveCheck:
         """What is wrong, in one clause; "" when nothing is."""
         if not self.size_ok:
             short = self.official_size - self.size
-            how = f"{short:,} bytes short: a cut download? resume it" if short > 0 else "too large"
+            advice = f"{short:,} bytes short: a cut download? resume it" if short > 0 else "too large"
             return (f"{self.name} is {self.size:,} bytes, the official one {self.official_size:,}"
-                    f" ({how})")
+                    f" ({advice})")
         if self.md5_ok is False:
             return (f"{self.name}: md5 {self.md5} differs from the official {self.official_md5}"
                     " (a damaged download: fetch it again)")

@@ -145,17 +145,17 @@ def places_around(out: Path, lines: dict[str, list[Line]], shape: str = "256",
         path = out / PLACES_EASY_TAR
         with _files(path) as (f,):
             tar = Tar(spec.fmt)
-            top = "places365_standard"
-            w.folders(tar, f"{top}/", f"{top}/train/")
+            root = "places365_standard"
+            w.folders(tar, f"{root}/", f"{root}/train/")
             for cls, files in train_files.items():
-                w.folders(tar, f"{top}/train/{cls}/")
-                w.images(tar, ((f"{top}/train/{cls}/{file}", (cls, file)) for file in files))
+                w.folders(tar, f"{root}/train/{cls}/")
+                w.images(tar, ((f"{root}/train/{cls}/{file}", (cls, file)) for file in files))
                 flush(f, tar)
-            w.folders(tar, f"{top}/val/")
+            w.folders(tar, f"{root}/val/")
             for cls in sorted({c for c, _ in val_files}):
-                w.folders(tar, f"{top}/val/{cls}/")
-                w.images(tar, ((f"{top}/val/{cls}/{file}", (c, file)) for c, file in val_files if c == cls))
-            tar.add(f"{top}/train.txt", [b"".join(f"/{c}/{file}\n".encode() for c, fs in train_files.items()
+                w.folders(tar, f"{root}/val/{cls}/")
+                w.images(tar, ((f"{root}/val/{cls}/{file}", (c, file)) for c, file in val_files if c == cls))
+            tar.add(f"{root}/train.txt", [b"".join(f"/{c}/{file}\n".encode() for c, fs in train_files.items()
                                                   for file in fs)])
             tar.finish()
             flush(f, tar)
