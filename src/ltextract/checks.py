@@ -58,8 +58,9 @@ def check_rows(split: str, rows: list[Row], bench: Optional[Benchmark] = None, l
     out_folder = bench.split(split).origin if layout == "lists" else split
     paths, wnids = list(map(_PATH, rows)), list(map(_WNID, rows))
     folders = map(f"{out_folder}/".__add__, repeat("") if flat else map(str.__add__, wnids, repeat("/")))
-    if all(map(str.startswith, paths, folders)) and sum(map(str.count, paths, repeat("/"))) == (1 if flat else 2) * len(rows) \
-            and list(map(labels.get, wnids)) == list(map(_LABEL, rows)) and len(set(paths)) == len(rows):
+    shaped = all(map(str.startswith, paths, folders)) \
+        and sum(map(str.count, paths, repeat("/"))) == (1 if flat else 2) * len(rows)
+    if shaped and list(map(labels.get, wnids)) == list(map(_LABEL, rows)) and len(set(paths)) == len(rows):
         return []
     problems = []
     seen: set[str] = set()

@@ -107,7 +107,8 @@ def safe_rel(rel: str, parts: Union[int, set[int]]) -> bool:
     none empty, "." or "..", and no NUL: safe to open under OUT (what a damaged manifest or
     journal names is checked so)."""
     split = rel.split("/")
-    return len(split) in (parts if isinstance(parts, set) else {parts}) and "\0" not in rel and not any(p in ("", ".", "..") for p in split)
+    counts = parts if isinstance(parts, set) else {parts}
+    return len(split) in counts and "\0" not in rel and not any(p in ("", ".", "..") for p in split)
 
 
 @contextlib.contextmanager
