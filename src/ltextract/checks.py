@@ -150,35 +150,26 @@ def _verify(out: Path, workers: int, progress: Optional[Callable[[int], None]]) 
         if fmt not in FORMATS:
             raise LtError(f"{out}: unknown format {fmt[:40]!r} of {split} in metadata")
     report = Report()
-    by_format: dict[str, list[tuple[str, dict]]] = {}
-    for split, record in splits:
-        by_format.setdefault(record.get("format", "folders"), []).append((split, record))
-    found: dict[str, list[Problem]] = {}
-    rows_of: dict[str, list[Row]] = {}
-    for fmt, group in by_format.items():
-        writer = writer_class(fmt)
-        items = [(split, read_manifest(out, split), record) for split, record in group]
-        rows_of.update((split, rows) for split, rows, _ in items)
-        # The files are checked in worker processes (every split's in one pool), the parent's
-        # own checks of the rows and the lists meanwhile.
-        files = writer.check_splits(out, items, workers, progress)
+    upcoming = read_manifest(out, splits[0][0]) if splits else []
+    for i, (split, record) in enumerate(splits):
+        writer, rows = writer_class(record.get("format", "folders")), upcoming
+        # The files are checked in worker processes; the parent's own checks of the rows and the
+        # lists, and the reading of the next split's manifest, go on meanwhile (a third of the
+        # time of a verify of class folders, done one after the other).
+        files = writer.check(out, split, rows, record, workers, progress)
         try:
             first = list(itertools.islice(files, 1))  # (the workers are given their tasks)
-            for split, rows, record in items:
-                problems = found[split] = check_rows(split, rows, bench, layout,
-                                                     bool(record.get("list", {}).get("flat")))
-                if writer.writes_list:
-                    problems += check_list(out, bench, split, rows, record.get("list", {}))
-                else:
-                    problems += check_recorded_list(bench, split, rows, record.get("list", {}), f"{split}.csv")
-            for split, problem in itertools.chain(first, files):
-                found[split].append(problem)
+            problems = check_rows(split, rows, bench, layout, bool(record.get("list", {}).get("flat")))
+            if writer.writes_list:
+                problems += check_list(out, bench, split, rows, record.get("list", {}))
+            else:
+                problems += check_recorded_list(bench, split, rows, record.get("list", {}), f"{split}.csv")
+            upcoming = read_manifest(out, splits[i + 1][0]) if i + 1 < len(splits) else []
+            problems += first + list(files)
         finally:
             close = getattr(files, "close", None)
             if close is not None:
                 close()
-    for split, _ in splits:
-        rows, problems = rows_of[split], found[split]
         classes = Counter(r.wnid for r in rows)
         report.splits[split] = {"files": len(rows), "bytes": sum(r.size for r in rows),
                                 "classes": len(classes), "problems": len(problems)}

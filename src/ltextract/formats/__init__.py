@@ -163,15 +163,6 @@ class Writer:
               progress: Progress) -> Iterator[Problem]:
         raise NotImplementedError
 
-    @classmethod
-    def check_splits(cls, out: Path, splits: list[tuple[str, list[Row], dict]], workers: int,
-                     progress: Progress) -> Iterator[tuple[str, Problem]]:
-        """(split, problem) of `check` for each (split, rows, record), in split order; a format
-        may check them together (`folders`: one pool of workers for all)."""
-        for split, rows, record in splits:
-            for problem in cls.check(out, split, rows, record, workers, progress):
-                yield split, problem
-
 
 #: --format name -> the module holding its writer, imported only when chosen.
 _WRITERS = {"folders": "ltextract.formats.folders:FoldersWriter",

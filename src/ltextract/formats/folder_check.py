@@ -5,15 +5,13 @@ At ImageNet-LT's 186K small files the cost is per file, not per byte, so the wor
 class folder and spread over forked processes (`workers.fork_map`, as the copy): each opens a
 folder once, lists it once (which finds stray files too, without a walk of its own), and stats,
 opens and reads each file relative to it, one system call each. Threads took turns on the GIL
-for every one of those calls (4.2x the time of `xargs -P2 sha256sum`). Every split's folders go
-to one pool (`check_folders`): a pool per split left the cores idle at each one's start and end.
+for every one of those calls (4.2x the time of `xargs -P2 sha256sum`).
 """
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
-from dataclasses import dataclass
 from itertools import groupby, repeat
 from operator import attrgetter, itemgetter
 from typing import Callable, Collection, Iterator, Optional
@@ -30,58 +28,36 @@ WHOLE_READ = 64 << 20  # files up to this size are read in one call; larger ones
 Folder = tuple[str, list[Row]]  # "train/n01440764", its rows
 
 
-@dataclass
-class SplitFolders:
-    """One split's part of a verify of class folders. Strays are reported under the folders of
-    OUT `out_folders` (default: the split's own); `others`: files there that other splits list
-    (--layout lists), neither checked nor stray; `follow`: files are symlinks (--link symlink),
-    checked through them."""
-    split: str
-    rows: list[Row]
-    follow: bool = False
-    out_folders: Optional[Collection[str]] = None
-    others: Collection[str] = ()
-
-
 def check_split_folders(out: str, split: str, rows: list[Row], workers: int, follow: bool,
                         progress: Optional[Callable[[int], None]], out_folders: Optional[Collection[str]] = None,
                         others: Collection[str] = ()) -> Iterator[Problem]:
-    """Problems of one split's files and folders (`SplitFolders`)."""
-    for _, problem in check_folders(out, [SplitFolders(split, rows, follow, out_folders, others)], workers,
-                                    progress):
-        yield problem
+    """Problems of the split's files and folders; `follow`: files are symlinks (--link symlink),
+    checked through them. Strays are reported under the folders of OUT `out_folders` (default: the split's
+    own); `others`: files there that other splits list (--layout lists), neither checked nor stray."""
+    out_folders = {split} if out_folders is None else set(out_folders)
+    folders: dict[str, list[Row]] = {}
+    where = map(itemgetter(0), map(str.rpartition, map(attrgetter("path"), rows), repeat("/")))
+    for folder, run in groupby(zip(where, rows), itemgetter(0)):  # a list's files come by class
+        folders.setdefault(folder, []).extend(map(itemgetter(1), run))
+    for path in others:  # folders only other splits' files are in: listed for their strays
+        folders.setdefault(path.rpartition("/")[0], [])
+    for out_folder in sorted(out_folders - folders.keys()):  # (a flat split's is checked as its class folder)
+        yield from _split_root(out, out_folder, folders, others)
+    tasks = _tasks(list(folders.items()))
 
+    def strays_in(folder: str) -> bool:
+        return folder.partition("/")[0] in out_folders
 
-def check_folders(out: str, splits: list[SplitFolders], workers: int,
-                  progress: Optional[Callable[[int], None]]) -> Iterator[tuple[str, Problem]]:
-    """(split, problem) for every split's files and folders, in split order, all of them in one
-    pool of forked workers: one start, and no worker idle between splits."""
-    tasks: list[tuple[int, list[Folder]]] = []
-    for n, s in enumerate(splits):
-        out_folders = {s.split} if s.out_folders is None else set(s.out_folders)
-        folders: dict[str, list[Row]] = {}
-        where = map(itemgetter(0), map(str.rpartition, map(attrgetter("path"), s.rows), repeat("/")))
-        for folder, run in groupby(zip(where, s.rows), itemgetter(0)):  # a list's files come by class
-            folders.setdefault(folder, []).extend(map(itemgetter(1), run))
-        for path in s.others:  # folders only other splits' files are in: listed for their strays
-            folders.setdefault(path.rpartition("/")[0], [])
-        for out_folder in sorted(out_folders - folders.keys()):  # (a flat split's is checked as its class folder)
-            yield from ((s.split, p) for p in _split_root(out, out_folder, folders, s.others))
-        tasks += [(n, task) for task in _tasks(list(folders.items()))]
-        s.out_folders = out_folders
-
-    def task(i: int) -> tuple[int, list[Problem], int]:  # (the rows are inherited, not sent: a task's number is)
-        n, folders = tasks[i]
-        s = splits[n]
-        return n, [p for folder, frows in folders
-                   for p in check_folder(out, folder, frows, s.follow, folder.partition("/")[0] in s.out_folders,
-                                         s.others)], sum(r.size for _, frows in folders for r in frows)
+    def task(i: int) -> tuple[list[Problem], int]:  # (the rows are inherited, not sent: a task's number is)
+        return [p for folder, frows in tasks[i]
+                for p in check_folder(out, folder, frows, follow, strays_in(folder), others)], \
+            sum(r.size for _, frows in tasks[i] for r in frows)
 
     parallel = workers > 1 and len(tasks) > 1 and can_fork()
     numbers = range(len(tasks))
     results = fork_map(task, numbers, workers, f"{out}: a verify") if parallel else map(task, numbers)
-    for n, problems, done in results:
-        yield from ((splits[n].split, p) for p in problems)
+    for problems, done in results:
+        yield from problems
         if progress:
             progress(done)
 

@@ -16,7 +16,7 @@ from typing import Callable, Collection, Iterable, Iterator, Optional
 
 from ltextract.errors import LtError, write_error
 from ltextract.formats import Problem, Progress, Read, SplitWork, Writer
-from ltextract.formats.folder_check import SplitFolders, check_folders
+from ltextract.formats.folder_check import check_split_folders
 from ltextract.formats.links import Placer
 from ltextract.out import manifest, repair, resume
 from ltextract.out.folders import Folders, folders_per_process, write_file
@@ -174,21 +174,11 @@ class FoldersWriter(Writer):
     def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
               progress: Progress) -> Iterator[Problem]:
         """Nothing but the manifest's files in the split folder, each of its size and sha256."""
-        for _, problem in cls.check_splits(out, [(split, rows, record)], workers, progress):
-            yield problem
-
-    @classmethod
-    def check_splits(cls, out: Path, splits: list[tuple[str, list[Row], dict]], workers: int,
-                     progress: Progress) -> Iterator[tuple[str, Problem]]:
-        """`check` of every split at once: one pool of workers for all their files."""
-        found = []
-        for split, rows, record in splits:
-            out_folders = _folders_to_check(out, split, rows)
-            shared = [r.path for _, expected in out_folders if expected is not rows for r in expected]
-            others = set(shared) - {r.path for r in rows} if shared else set()
-            found.append(SplitFolders(split, rows, record.get("link") == "symlink",
-                                      {out_folder for out_folder, _ in out_folders}, others))
-        return check_folders(str(out), found, workers, progress)
+        out_folders = _folders_to_check(out, split, rows)
+        mine = {r.path for r in rows}
+        others = {r.path for _, expected in out_folders for r in expected} - mine
+        yield from check_split_folders(str(out), split, rows, workers, record.get("link") == "symlink",
+                                       progress, {out_folder for out_folder, _ in out_folders}, others)
 
 
 def _shared_files(finished: Batch, shared: dict[str, list[str]]) -> dict[str, list[Done]]:
