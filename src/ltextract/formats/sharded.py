@@ -218,8 +218,10 @@ class ShardedWriter(Writer):
         damaged = repair.read_damaged(self.out, split) & {sh.rel for sh in shards}
         if damaged:  # (found by verify: rewritten whatever the journal says)
             self.options.notice(f"{split}: rewriting {len(damaged):,} file(s) that verify found damaged")
-        if damaged or self.options.recheck:  # --recheck: each shard made again from the source
-            trusted = {rel: d for rel, d in trusted.items() if rel not in damaged and not self.options.recheck}
+        if self.options.recheck:  # each shard made again from the source
+            trusted = {}
+        elif damaged:
+            trusted = {rel: d for rel, d in trusted.items() if rel not in damaged}
         planned = {sh.rel for sh in shards}
         ours = journaled.done.keys() | journaled.unconfirmed.keys()
         for entry in os.scandir(self.out / self.folder):  # leftovers of ours; files we did not write stay
