@@ -58,7 +58,7 @@ def _read_both(tmp_path, monkeypatch, text: str):
     outcomes = []
     for fast in (True, False):
         if not fast:
-            monkeypatch.setattr(manifest, "_clean_rows", lambda text: None)
+            monkeypatch.setattr(manifest, "_clean_columns", lambda text: None)
         try:
             outcomes.append(manifest.read_manifest(tmp_path, "train"))
         except LtError as e:
@@ -92,12 +92,12 @@ def test_a_manifest_as_written_takes_the_whole_column_path(tmp_path):
     rows = [Row("train/n01440764/a.JPEG", 0, "n01440764", 5, "ab" * 32),
             Row("train/n01443537/b c.JPEG", 1, "n01443537", 0, "cd" * 32)]
     text = render_manifest(rows).decode()
-    assert manifest._clean_rows(text) == rows
+    assert manifest._clean_columns(text).rows() == rows
     sharded = [Row(r.path, r.label, r.wnid, r.size, r.sha256, "train/train-000000.tar", f"k{i}")
                for i, r in enumerate(rows)]
-    assert manifest._clean_rows(render_manifest(sharded).decode()) == sharded
+    assert manifest._clean_columns(render_manifest(sharded).decode()).rows() == sharded
     for bad in ("train/../a.JPEG", "train//a.JPEG", "/train/n0/a.JPEG", "train/n0/./a"):
-        assert manifest._clean_rows(text.replace("train/n01440764/a.JPEG", bad, 1)) is None
+        assert manifest._clean_columns(text.replace("train/n01440764/a.JPEG", bad, 1)) is None
 
 
 def test_positions_round_trip(tmp_path):
@@ -109,3 +109,16 @@ def test_positions_round_trip(tmp_path):
     write_split(tmp_path, "val", rows, shard_columns=POSITION_COLUMNS)
     assert (tmp_path / "val.csv").read_text().splitlines()[0].endswith(",file_name,shard,index")
     assert read_manifest(tmp_path, "val") == rows
+
+
+_PARTS = st.sampled_from(["", ".", "..", ".x", "x.", "a", "n01440764_1.JPEG", "..x", "a.b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_PARTS, min_size=1, max_size=4).map("/".join), min_size=1, max_size=5))
+def test_a_whole_column_is_safe_exactly_when_each_path_is(paths):
+    """safe_column looks for "." and ".." components only where a component starts with a dot:
+    it must still agree with the check of each path alone."""
+    from ltextract.files import safe_column, safe_rel
+
+    assert safe_column(paths, {1, 2}) == all(safe_rel(p, {2, 3}) for p in paths), paths

@@ -80,3 +80,20 @@ def test_strays_and_linked_folders(built, tmp_path):
 def test_a_good_out_has_no_problem_in_workers(built, monkeypatch):
     monkeypatch.setattr(folder_check, "TASK_FILES", 2)
     assert ltextract.verify(built, workers=3, record=False).ok
+
+
+def test_the_workers_get_every_split_before_the_parent_checks_rows(built, monkeypatch):
+    """The parent's own checks (rows, lists) run while the workers check the files: every
+    split's tasks are queued before the first row check."""
+    from ltextract import checks
+    from ltextract.workers import Pool
+
+    events = []
+    submit, check_rows = Pool.submit, checks.check_rows
+    monkeypatch.setattr(Pool, "submit", lambda self, fn, *a: events.append("task") or submit(self, fn, *a))
+    monkeypatch.setattr(checks, "check_rows", lambda split, *a: events.append(split) or check_rows(split, *a))
+    monkeypatch.setattr(folder_check, "TASK_FILES", 2)
+    assert ltextract.verify(built, workers=2, record=False).ok
+    first = min(events.index(split) for split in ("train", "val", "test"))
+    assert events.count("task") > 3 and "task" not in events[first:], events
+    assert sorted(events[first:]) == ["test", "train", "val"]

@@ -100,3 +100,52 @@ def test_the_niceness_applies_to_the_process_alongside_only():
             print(join() == min(19, os.nice(0) + 5))
     """)
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
+
+
+def _pid_and(x: int) -> tuple[int, int]:
+    import os
+    return os.getpid(), x * x
+
+
+def _exit_now(_: int) -> None:
+    import os
+    os._exit(1)
+
+
+def _raise_oserror(_: int) -> None:
+    raise FileNotFoundError(2, "No such file or directory", "gone.JPEG")
+
+
+def test_a_pool_runs_tasks_elsewhere_with_the_data_they_are_given():
+    """The workers are forked before the data exists: it crosses with each task."""
+    import os
+
+    from ltextract.workers import Pool
+    with Pool(2, "a test") as pool:
+        results = [pool.submit(_pid_and, n) for n in range(6)]  # (data made after the fork)
+        done = [r() for r in results]
+    assert [x for _, x in done] == [n * n for n in range(6)]
+    assert os.getpid() not in {pid for pid, _ in done}
+
+
+def test_a_pool_of_one_runs_each_task_here_when_asked():
+    import os
+
+    from ltextract.workers import Pool
+    ran = []
+    with Pool(1, "a test") as pool:
+        result = pool.submit(lambda: ran.append(os.getpid()) or 7)
+        assert not ran  # not before its result is asked for
+        assert result() == 7 and ran == [os.getpid()]
+
+
+def test_a_pool_worker_dying_or_failing_is_one_clear_error():
+    import pytest
+
+    from ltextract.errors import LtError
+    from ltextract.workers import Pool
+    with Pool(2, "a test") as pool:
+        with pytest.raises(FileNotFoundError, match="gone.JPEG"):
+            pool.submit(_raise_oserror, 0)()
+        with pytest.raises(LtError, match="^a test worker process died"):
+            pool.submit(_exit_now, 0)()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import Counter
 from itertools import repeat
-from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,7 +17,8 @@ from ltextract.formats import FORMATS, Problem, writer_class
 from ltextract.out import STATE_DIR, manifest, repair
 from ltextract.out.folders import ensure_dir
 from ltextract.out.lock import OutLock
-from ltextract.out.manifest import Row, read_manifest, read_metadata, render_list
+from ltextract.out.manifest import Columns, read_columns, read_metadata, render_lines
+from ltextract.workers import Pool
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Report:
                 "repair": self.repair, "recorded": not self.unrecorded}
 
 
-def check_rows(split: str, rows: list[Row], bench: Optional[Benchmark] = None, layout: str = "splits",
+def check_rows(split: str, cols: Columns, bench: Optional[Benchmark] = None, layout: str = "splits",
                flat: bool = False) -> list[Problem]:
     """Each row's path, class and label agree with each other and appear once; the path is where
     `layout` puts the file (with `lists`, the list's own path: `flat` for `val/<file>` ones).
@@ -55,15 +54,15 @@ def check_rows(split: str, rows: list[Row], bench: Optional[Benchmark] = None, l
     labels = bench.label_of
     flat = flat and layout == "lists"  # (--layout splits puts a flat list's files in class folders)
     out_folder = bench.split(split).origin if layout == "lists" else split
-    paths, wnids = list(map(_PATH, rows)), list(map(_WNID, rows))
+    paths, wnids = cols.path, cols.wnid
     folders = map(f"{out_folder}/".__add__, repeat("") if flat else map(str.__add__, wnids, repeat("/")))
     shaped = all(map(str.startswith, paths, folders)) \
-        and sum(map(str.count, paths, repeat("/"))) == (1 if flat else 2) * len(rows)
-    if shaped and list(map(labels.get, wnids)) == list(map(_LABEL, rows)) and len(set(paths)) == len(rows):
+        and sum(map(str.count, paths, repeat("/"))) == (1 if flat else 2) * len(paths)
+    if shaped and list(map(labels.get, wnids)) == cols.label and len(set(paths)) == len(paths):
         return []
     problems = []
     seen: set[str] = set()
-    for row in rows:
+    for row in cols.rows():
         if list_path(out_folder, row.wnid, row.file_name, flat) != row.path:
             shape = list_path(out_folder, row.wnid, "<file>", flat)
             problems.append(Problem(row.path, f"path does not match {shape}"))
@@ -75,10 +74,7 @@ def check_rows(split: str, rows: list[Row], bench: Optional[Benchmark] = None, l
     return problems
 
 
-_PATH, _WNID, _LABEL = attrgetter("path"), attrgetter("wnid"), attrgetter("label")
-
-
-def check_list(out: Path, bench: Benchmark, split: str, rows: list[Row], meta: dict) -> list[Problem]:
+def check_list(out: Path, bench: Benchmark, split: str, cols: Columns, meta: dict) -> list[Problem]:
     """The rewritten list equals the manifest, and maps back to the very list the build used."""
     path = manifest.list_path(out, bench.split(split).pin.filename)
     name = path.name
@@ -86,34 +82,38 @@ def check_list(out: Path, bench: Benchmark, split: str, rows: list[Row], meta: d
         data = path.read_bytes()
     except FileNotFoundError:
         return [Problem(name, "missing", name)]
-    text = render_list(rows).decode("utf-8", "surrogateescape")
+    text = render_lines(cols.path, cols.label)
     if data != text.encode("utf-8", "surrogateescape"):  # as a build writes it, else line by line
         listed = [tuple(line.rsplit(" ", 1)) for line in data.decode("utf-8", "replace").splitlines()]
-        if listed != [(r.path, str(r.label)) for r in rows]:
+        if listed != list(zip(cols.path, map(str, cols.label))):
             return [Problem(name, f"differs from {split}.csv", name)]
-    return check_recorded_list(bench, split, rows, meta, name, text)
+    return check_recorded_list(bench, split, cols, meta, name, text)
 
 
-def check_recorded_list(bench: Benchmark, split: str, rows: list[Row], meta: dict, name: str,
+def check_recorded_list(bench: Benchmark, split: str, cols: Columns, meta: dict, name: str,
                         text: Optional[str] = None) -> list[Problem]:
     """The manifest maps back to the very list the build used (and its published totals).
-    `text`: the rows as `render_list` writes them, when made already. Checked after `check_rows`:
+    `text`: the rows as `render_lines` writes them, when made already. Checked after `check_rows`:
     a row's path is `<split or its origin>/[<class>/]<file>`."""
     spec = bench.split(split)
     if meta.get("flat"):  # `val/<file> <label>` lines, whatever the layout made of them
-        data = "".join(f"{list_path(spec.origin, r.wnid, r.file_name, True)} {r.label}\n"
-                       for r in rows).encode("utf-8", "surrogateescape")
+        data = "".join([f"{list_path(spec.origin, wnid, path.rpartition('/')[2], True)} {label}\n"
+                        for path, wnid, label in zip(cols.path, cols.wnid, cols.label)]
+                       ).encode("utf-8", "surrogateescape")
     else:
         if text is None:
-            text = render_list(rows).decode("utf-8", "surrogateescape")
+            text = render_lines(cols.path, cols.label)
         # each line "<top>/<class>/<file> <label>" as the original list says it: "<origin>/..."
-        out_folder = rows[0].path.split("/", 1)[0] if rows else spec.origin
+        out_folder = cols.path[0].split("/", 1)[0] if len(cols) else spec.origin
         original = text.replace(f"\n{out_folder}/", f"\n{spec.origin}/")
         original = f"{spec.origin}/{original[len(out_folder) + 1:]}" if original else ""
         data = original.encode("utf-8", "surrogateescape")
-    if hashlib.sha256(data).hexdigest() != meta.get("canonical_sha256"):
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta.get("canonical_sha256"):
         return [Problem(name, "does not match the list recorded for this build")]
-    if meta.get("published"):
+    # the published list itself (or a variant) holds its totals: that was checked when it was
+    # pinned, so only a list published in another form is parsed again here
+    if meta.get("published") and digest != spec.pin.sha256 and spec.pin.variant(digest) is None:
         try:
             check_totals(spec.pin, parse_list(data, spec.pin.filename, bench), name, bench)
         except ListError as e:
@@ -141,26 +141,39 @@ def _verify(out: Path, workers: int, progress: Optional[Callable[[int], None]]) 
     except LtError:
         raise LtError(f"{out}: unknown benchmark {manifest.benchmark_of(meta)[:40]!r} in metadata") from None
     layout = manifest.layout_of(meta)
-    report = Report()
-    for split, record in sorted(meta["splits"].items()):
+    splits = sorted(meta["splits"].items())
+    for split, record in splits:
         if split not in bench.split_names:
             raise LtError(f"{out}: unknown split {split[:40]!r} in metadata")
-        fmt = record.get("format", "folders")
-        if fmt not in FORMATS:
-            raise LtError(f"{out}: unknown format {fmt[:40]!r} of {split} in metadata")
-        writer = writer_class(fmt)
-        rows = read_manifest(out, split)
-        problems = check_rows(split, rows, bench, layout, bool(record.get("list", {}).get("flat")))
-        if writer.writes_list:
-            problems += check_list(out, bench, split, rows, record.get("list", {}))
-        else:
-            problems += check_recorded_list(bench, split, rows, record.get("list", {}), f"{split}.csv")
-        problems += writer.check(out, split, rows, record, workers, progress)
-        classes = Counter(r.wnid for r in rows)
-        report.splits[split] = {"files": len(rows), "bytes": sum(r.size for r in rows),
-                                "classes": len(classes), "problems": len(problems)}
-        report.problems += problems
-        report.repair[split] = sorted({p.repair for p in problems if p.repair})
+        if record.get("format", "folders") not in FORMATS:
+            raise LtError(f"{out}: unknown format {record['format'][:40]!r} of {split} in metadata")
+    report = Report()
+    found: dict[str, list[Problem]] = {}
+    with Pool(workers, f"{out}: a verify") as pool:
+        # Every split's files go to the workers as soon as its manifest is read, the smallest
+        # first (the workers start sooner); the parent's own checks of the rows and lists
+        # follow, in the same order, while they work, and each split's rows are let go before
+        # its files' problems are waited for.
+        started = []
+        for split, record in sorted(splits, key=lambda s: s[1].get("files", 0)):
+            writer, rows = writer_class(record.get("format", "folders")), read_columns(out, split)
+            started.append((split, record, writer, rows, writer.check(out, split, rows, record, pool, progress)))
+        while started:
+            split, record, writer, rows, files = started.pop(0)
+            problems = found[split] = check_rows(split, rows, bench, layout,
+                                                 bool(record.get("list", {}).get("flat")))
+            if writer.writes_list:
+                problems += check_list(out, bench, split, rows, record.get("list", {}))
+            else:
+                problems += check_recorded_list(bench, split, rows, record.get("list", {}), f"{split}.csv")
+            report.splits[split] = {"files": len(rows), "bytes": sum(rows.size), "classes": len(set(rows.wnid))}
+            del rows
+            problems += files
+    for split, _ in splits:  # (reported in name order)
+        report.splits[split]["problems"] = len(found[split])
+        report.problems += found[split]
+        report.repair[split] = sorted({p.repair for p in found[split] if p.repair})
+    report.splits = dict(sorted(report.splits.items()))
     return report
 
 

@@ -89,9 +89,10 @@ def expect(value: Any, kind: Union[type, tuple[type, ...]], path: Path, what: st
     return value
 
 
-#: What a column of paths, each between newlines, holds where a path has an empty, "." or ".."
-#: component
-_UNSAFE = ("\n\n", "//", "\n/", "/\n", "\n./", "\n../", "/./", "/../", "/.\n", "/..\n", "\n.\n", "\n..\n")
+#: What a column of paths, each between newlines, holds where a path has an empty component;
+#: and, where a component starts with a dot (rare: searched for only then), a "." or ".." one
+_EMPTY = ("\n\n", "//", "\n/", "/\n")
+_DOTS = ("\n./", "\n../", "/./", "/../", "/.\n", "/..\n", "\n.\n", "\n..\n")
 
 
 def safe_column(paths: list[str], slashes: set[int]) -> bool:
@@ -99,7 +100,8 @@ def safe_column(paths: list[str], slashes: set[int]) -> bool:
     `slashes` slashes, none has an empty, "." or ".." component or a NUL."""
     joined = "\n".join(paths).join("\n\n")
     return set(map(str.count, paths, repeat("/"))) <= slashes and "\0" not in joined \
-        and not any(u in joined for u in _UNSAFE)
+        and not any(u in joined for u in _EMPTY) \
+        and not (("/." in joined or "\n." in joined) and any(u in joined for u in _DOTS))
 
 
 def safe_rel(rel: str, parts: Union[int, set[int]]) -> bool:

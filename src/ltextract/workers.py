@@ -58,6 +58,48 @@ def fork_map(task: Callable[[T], R], items: Sequence[T], workers: int, what: str
         gc.unfreeze()
 
 
+class Pool:
+    """Tasks for worker processes forked once, at the first `submit`, that take their data from
+    the call (pickled), not from the parent's memory: so the parent can go on reading and
+    checking while the workers run what it gave them so far. (`fork_map` forks once its data is
+    all in memory, for tasks that close over large state.) `workers`: how many; with 1, or
+    where processes cannot fork, each task runs here when its result is asked for."""
+
+    def __init__(self, workers: int, what: str) -> None:
+        self.workers = max(1, workers)
+        self.what = what
+        forked = self.workers > 1 and can_fork()
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_quiet_worker,
+                                         mp_context=multiprocessing.get_context("fork"),
+                                         initargs=(os.getpid(),)) if forked else None
+
+    def submit(self, fn: Callable[..., R], *args: Any) -> Callable[[], R]:
+        """Queue `fn(*args)` (a module-level function); returns what waits for its result, or
+        raises its error (an LtError, an OSError) here."""
+        if self._pool is None:
+            return lambda: fn(*args)
+        with _signals_held():  # (the first submit forks the workers)
+            future = self._pool.submit(fn, *args)
+
+        def result() -> R:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                raise LtError(f"{self.what} worker process died (out of memory, or killed)") from None
+        return result
+
+    def close(self) -> None:
+        """Cancel what is queued, wait for what runs (an error or Ctrl-C leaves no worker)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _run(item: T) -> R:
     assert _task is not None, "runs in a worker forked by fork_map"
     return _task(item)

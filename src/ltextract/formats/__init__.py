@@ -24,8 +24,9 @@ from ltextract.out.folders import Folders
 if TYPE_CHECKING:
     from ltextract.benchmarks import Benchmark
     from ltextract.out.journal import Batch, Done
-    from ltextract.out.manifest import Row
+    from ltextract.out.manifest import Columns, Row
     from ltextract.plan import Job
+    from ltextract.workers import Pool
 
 Read = Callable[["Job"], bytes]
 Progress = Optional[Callable[[int], None]]
@@ -159,8 +160,11 @@ class Writer:
 
     # --- verify -------------------------------------------------------------------------
     @classmethod
-    def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
+    def check(cls, out: Path, split: str, cols: Columns, record: dict, pool: Pool,
               progress: Progress) -> Iterator[Problem]:
+        """The split's problems, given its manifest. A format may start its work at once
+        (`folders` gives its files to the pool's workers when called), for verify's own checks
+        to go on meanwhile."""
         raise NotImplementedError
 
 

@@ -2,10 +2,13 @@
 size and sha256, and nothing else there.
 
 At ImageNet-LT's 186K small files the cost is per file, not per byte, so the work is cut by
-class folder and spread over forked processes (`workers.fork_map`, as the copy): each opens a
-folder once, lists it once (which finds stray files too, without a walk of its own), and stats,
-opens and reads each file relative to it, one system call each. Threads took turns on the GIL
-for every one of those calls (4.2x the time of `xargs -P2 sha256sum`).
+class folder and spread over worker processes (a `workers.Pool`): each opens a folder once,
+lists it once (which finds stray files too, without a walk of its own), and opens and reads each
+file relative to it, one system call each. Threads took turns on the GIL for every one of those
+calls (4.2x the time of `xargs -P2 sha256sum`). A task carries its files' names, sizes and
+sha256s: the workers start on a split as soon as its manifest is read, while the parent reads
+the next one and checks the rows and lists (done one after the other, that was a third of the
+time).
 """
 from __future__ import annotations
 
@@ -13,68 +16,90 @@ import errno
 import hashlib
 import os
 from itertools import groupby, repeat
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Callable, Collection, Iterator, Optional
 
 from ltextract.files import sha256_of
 from ltextract.formats import Problem
-from ltextract.out.manifest import Row
-from ltextract.workers import can_fork, fork_map
+from ltextract.out.manifest import Columns
+from ltextract.workers import Pool
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 TASK_FILES = 2048  # files per task: few results to send back, even spread over the workers
 WHOLE_READ = 64 << 20  # files up to this size are read in one call; larger ones in chunks
 
-Folder = tuple[str, list[Row]]  # "train/n01440764", its rows
+#: one class folder's part of a task: "train/n01440764", its files' names, sizes and sha256s,
+#: whether files it holds beyond those are strays, and the names other splits list there
+Folder = tuple[str, list[str], list[int], list[str], bool, Collection[str]]
 
 
-def check_split_folders(out: str, split: str, rows: list[Row], workers: int, follow: bool,
+def check_split_folders(out: str, split: str, cols: Columns, pool: Pool, follow: bool,
                         progress: Optional[Callable[[int], None]], out_folders: Optional[Collection[str]] = None,
                         others: Collection[str] = ()) -> Iterator[Problem]:
-    """Problems of the split's files and folders; `follow`: files are symlinks (--link symlink),
-    checked through them. Strays are reported under the folders of OUT `out_folders` (default: the split's
-    own); `others`: files there that other splits list (--layout lists), neither checked nor stray."""
+    """Problems of the split's files and folders: its tasks go to `pool` now, the problems come
+    as the returned iterator is read. `follow`: files are symlinks (--link symlink), checked
+    through them. Strays are reported under the folders of OUT `out_folders` (default: the
+    split's own); `others`: files there that other splits list (--layout lists), neither checked
+    nor stray."""
     out_folders = {split} if out_folders is None else set(out_folders)
-    folders: dict[str, list[Row]] = {}
-    where = map(itemgetter(0), map(str.rpartition, map(attrgetter("path"), rows), repeat("/")))
-    for folder, run in groupby(zip(where, rows), itemgetter(0)):  # a list's files come by class
-        folders.setdefault(folder, []).extend(map(itemgetter(1), run))
+    folders: dict[str, list[tuple[int, int]]] = {}  # class folder -> the runs of its rows
+    start = 0
+    for folder, run in groupby(map(itemgetter(0), map(str.rpartition, cols.path, repeat("/")))):
+        end = start + len(list(run))  # (a list's files come by class: one run each, as a rule)
+        folders.setdefault(folder, []).append((start, end))
+        start = end
+    listed: dict[str, set[str]] = {}
     for path in others:  # folders only other splits' files are in: listed for their strays
-        folders.setdefault(path.rpartition("/")[0], [])
-    for out_folder in sorted(out_folders - folders.keys()):  # (a flat split's is checked as its class folder)
-        yield from _split_root(out, out_folder, folders, others)
-    tasks = _tasks(list(folders.items()))
+        folder, _, name = path.rpartition("/")
+        folders.setdefault(folder, [])
+        listed.setdefault(folder, set()).add(name)
+    root = [p for out_folder in sorted(out_folders - folders.keys())  # (a flat split's: its class folder)
+            for p in _split_root(out, out_folder, folders, others)]
+    results = [pool.submit(check_folders, out, task, follow)
+               for task in _tasks(cols, folders, lambda f: f.partition("/")[0] in out_folders, listed)]
+    return _collect(root, results, progress)
 
-    def strays_in(folder: str) -> bool:
-        return folder.partition("/")[0] in out_folders
 
-    def task(i: int) -> tuple[list[Problem], int]:  # (the rows are inherited, not sent: a task's number is)
-        return [p for folder, frows in tasks[i]
-                for p in check_folder(out, folder, frows, follow, strays_in(folder), others)], \
-            sum(r.size for _, frows in tasks[i] for r in frows)
-
-    parallel = workers > 1 and len(tasks) > 1 and can_fork()
-    numbers = range(len(tasks))
-    results = fork_map(task, numbers, workers, f"{out}: a verify") if parallel else map(task, numbers)
-    for problems, done in results:
+def _collect(first: list[Problem], results: list[Callable[[], tuple[list[Problem], int]]],
+             progress: Optional[Callable[[int], None]]) -> Iterator[Problem]:
+    yield from first
+    for result in results:
+        problems, done = result()
         yield from problems
         if progress:
             progress(done)
 
 
-def _tasks(folders: list[Folder]) -> list[list[Folder]]:
-    tasks: list[list[Folder]] = [[]]
+def _tasks(cols: Columns, folders: dict[str, list[tuple[int, int]]], strays: Callable[[str], bool],
+           listed: dict[str, set[str]]) -> Iterator[list[Folder]]:
+    """The folders in tasks of about TASK_FILES files, each folder whole."""
+    task: list[Folder] = []
     files = 0
-    for item in folders:
+    for folder, runs in folders.items():
         if files >= TASK_FILES:
-            tasks.append([])
-            files = 0
-        tasks[-1].append(item)
-        files += len(item[1])
-    return tasks if tasks[0] else []
+            yield task
+            task, files = [], 0
+        cut = len(folder) + 1
+        names = [path[cut:] for path in _take(cols.path, runs)]
+        task.append((folder, names, _take(cols.size, runs), _take(cols.sha256, runs), strays(folder),
+                     listed.get(folder, ())))
+        files += len(names)
+    if task:
+        yield task
 
 
-def _split_root(out: str, split: str, folders: dict[str, list[Row]],
+def _take(column: list, runs: list[tuple[int, int]]) -> list:
+    """A column's values in a folder's runs of rows (one slice, as a rule)."""
+    return column[runs[0][0]:runs[0][1]] if len(runs) == 1 else [v for a, b in runs for v in column[a:b]]
+
+
+def check_folders(out: str, task: list[Folder], follow: bool) -> tuple[list[Problem], int]:
+    """A task, in a worker: its folders' problems, and the bytes it checked (for progress)."""
+    return [p for folder in task for p in check_folder(out, *folder, follow=follow)], \
+        sum(sum(folder[2]) for folder in task)
+
+
+def _split_root(out: str, split: str, folders: Collection[str],
                 others: Collection[str] = ()) -> Iterator[Problem]:
     """What the split's folder of OUT holds besides the class folders (or, flat, the files) the
     manifests name."""
@@ -91,10 +116,10 @@ def _split_root(out: str, split: str, folders: dict[str, list[Row]],
             yield Problem(rel, "stray file (not in the manifest)")
 
 
-def check_folder(out: str, folder: str, rows: list[Row], follow: bool, strays: bool = True,
-                 others: Collection[str] = ()) -> list[Problem]:
-    """One class folder: its listed files checked; its other entries stray (with `strays`),
-    but for `others`' (files other splits list)."""
+def check_folder(out: str, folder: str, names: list[str], sizes: list[int], sha256s: list[str],
+                 strays: bool = True, others: Collection[str] = (), follow: bool = False) -> list[Problem]:
+    """One class folder: its listed files (`names`, of `sizes` and `sha256s`) checked; its other
+    entries stray (with `strays`), but for `others` (names other splits list there)."""
     try:
         dir_fd = os.open(os.path.join(out, folder), _DIR)
     except OSError as e:
@@ -104,16 +129,15 @@ def check_folder(out: str, folder: str, rows: list[Row], follow: bool, strays: b
             return [Problem(folder, "a symlink, not a folder")]
         if os.path.lexists(os.path.join(out, folder)):
             return [Problem(folder, "not a folder")]
-        return [Problem(r.path, "missing", r.path) for r in rows]
+        return [Problem(path, "missing", path) for path in map(f"{folder}/".__add__, names)]
     try:
         with os.scandir(dir_fd) as it:
             entries = {e.name: e for e in it}
-        start = len(folder) + 1
         problems = []
         flags = _FILE | (0 if follow else os.O_NOFOLLOW)
         pop, open_, read, close, sha256 = entries.pop, os.open, os.read, os.close, hashlib.sha256
-        for row in rows:  # the common case inline (a sixth of the time); what fails it, again, named
-            name, size = row.path[start:], row.size
+        # the common case inline (a sixth of the time); what fails it, again, in _file_problem
+        for name, size, digest in zip(names, sizes, sha256s):
             entry = pop(name, None)
             if entry is not None and size <= WHOLE_READ and entry.is_file(follow_symlinks=follow):
                 try:
@@ -122,15 +146,15 @@ def check_folder(out: str, folder: str, rows: list[Row], follow: bool, strays: b
                         data = read(fd, size + 1)
                     finally:
                         close(fd)
-                    if len(data) == size and sha256(data).hexdigest() == row.sha256:
+                    if len(data) == size and sha256(data).hexdigest() == digest:
                         continue
                 except OSError:
                     pass
-            problem = "missing" if entry is None else _file_problem(dir_fd, name, entry, row, follow)
+            problem = "missing" if entry is None else _file_problem(dir_fd, name, entry, size, digest, follow)
             if problem:
-                problems.append(Problem(row.path, problem, row.path))
+                problems.append(Problem(f"{folder}/{name}", problem, f"{folder}/{name}"))
         for name in sorted(entries) if strays else ():
-            if f"{folder}/{name}" in others:
+            if name in others:
                 continue
             kind = "stray folder" if entries[name].is_dir(follow_symlinks=False) else \
                 "stray file (not in the manifest)"
@@ -140,31 +164,32 @@ def check_folder(out: str, folder: str, rows: list[Row], follow: bool, strays: b
         os.close(dir_fd)
 
 
-def _file_problem(dir_fd: int, name: str, entry: os.DirEntry, row: Row, follow: bool) -> str:
-    """What is wrong with one listed file, or "". Its type comes from the folder listing (no
-    system call where the file system gives it), its size from reading one byte past it: open,
-    read and close are the only calls for a file as it should be."""
+def _file_problem(dir_fd: int, name: str, entry: os.DirEntry, expected: int, digest: str, follow: bool) -> str:
+    """What is wrong with one listed file (of size `expected` and sha256 `digest`), or "". Its
+    type comes from the folder listing (no system call where the file system gives it), its size
+    from reading one byte past it: open, read and close are the only calls for a file as it
+    should be."""
     if not entry.is_file(follow_symlinks=follow):
         return "not a regular file"
     try:
         fd = os.open(name, _FILE | (0 if follow else os.O_NOFOLLOW), dir_fd=dir_fd)
         try:
-            if row.size > WHOLE_READ:
+            if expected > WHOLE_READ:
                 size = os.fstat(fd).st_size
-                digest = sha256_of(fd) if size == row.size else ""
+                found = sha256_of(fd) if size == expected else ""
             else:
-                data = os.read(fd, row.size + 1)
-                size = len(data) if len(data) <= row.size else os.fstat(fd).st_size
-                digest = hashlib.sha256(data).hexdigest()
+                data = os.read(fd, expected + 1)
+                size = len(data) if len(data) <= expected else os.fstat(fd).st_size
+                found = hashlib.sha256(data).hexdigest()
         finally:
             os.close(fd)
     except FileNotFoundError:
         return "missing"  # (deleted since the folder was listed)
     except OSError as e:  # a link or a folder swapped in since
         return f"cannot be read ({e.strerror})"
-    if size != row.size:
-        return f"size {size:,} differs from the manifest's {row.size:,}"
-    return "" if digest == row.sha256 else "sha256 differs from the manifest (corrupt or modified)"
+    if size != expected:
+        return f"size {size:,} differs from the manifest's {expected:,}"
+    return "" if found == digest else "sha256 differs from the manifest (corrupt or modified)"
 
 
 #: O_NONBLOCK: a FIFO planted in OUT is opened without waiting for a writer (and then is not

@@ -21,8 +21,9 @@ from ltextract.formats.links import Placer
 from ltextract.out import manifest, repair, resume
 from ltextract.out.folders import Folders, folders_per_process, write_file
 from ltextract.out.journal import Batch, Done, Journal, batch, close_all, journal_line, journal_path
-from ltextract.out.manifest import Row
+from ltextract.out.manifest import Columns, Row
 from ltextract.plan import Job
+from ltextract.workers import Pool
 
 TASK_FILES = 256  # consecutive files per copy task: few round trips, one or two folders each
 _order = attrgetter("offset")  # a third of the time a key tuple per job takes
@@ -171,14 +172,13 @@ class FoldersWriter(Writer):
 
     # --- verify ---------------------------------------------------------------------------
     @classmethod
-    def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
+    def check(cls, out: Path, split: str, rows: Columns, record: dict, pool: Pool,
               progress: Progress) -> Iterator[Problem]:
-        """Nothing but the manifest's files in the split folder, each of its size and sha256."""
-        out_folders = _folders_to_check(out, split, rows)
-        mine = {r.path for r in rows}
-        others = {r.path for _, expected in out_folders for r in expected} - mine
-        yield from check_split_folders(str(out), split, rows, workers, record.get("link") == "symlink",
-                                       progress, {out_folder for out_folder, _ in out_folders}, others)
+        """Nothing but the manifest's files in the split folder, each of its size and sha256
+        (the files go to the pool's workers at once)."""
+        out_folders, others = _folders_to_check(out, split, rows)
+        return check_split_folders(str(out), split, rows, pool, record.get("link") == "symlink",
+                                   progress, out_folders, others)
 
 
 def _shared_files(finished: Batch, shared: dict[str, list[str]]) -> dict[str, list[Done]]:
@@ -191,20 +191,21 @@ def _shared_files(finished: Batch, shared: dict[str, list[str]]) -> dict[str, li
     return also
 
 
-def _folders_to_check(out: Path, split: str, rows: list[Row]) -> list[tuple[str, list[Row]]]:
-    """The top folders whose strays this split's check reports, with every file expected there.
-    Its own folder; with --layout lists, the top folders its list points into, checked by the
-    first of the splits sharing each (so a stray is reported once), against all their files."""
+def _folders_to_check(out: Path, split: str, rows: Columns) -> tuple[set[str], set[str]]:
+    """The top folders whose strays this split's check reports, and the files other splits list
+    there. Its own folder; with --layout lists, the top folders its list points into, checked by
+    the first of the splits sharing each (so a stray is reported once)."""
     meta = manifest.read_metadata(out)
     if manifest.layout_of(meta) != "lists":
-        return [(split, rows)]
+        return {split}, set()
     sharing = sorted(s for s, rec in meta["splits"].items() if rec.get("format", "folders") == "folders")
-    found = []
-    for out_folder in sorted({r.path.partition("/")[0] for r in rows}):
-        others = [s for s in sharing if s != split and _points_into(out, s, out_folder)]
-        if not others or split < others[0]:
-            found.append((out_folder, rows + [r for s in others for r in manifest.read_manifest(out, s)]))
-    return found
+    found, others = set(), set()
+    for out_folder in sorted({path.partition("/")[0] for path in rows.path}):
+        sharers = [s for s in sharing if s != split and _points_into(out, s, out_folder)]
+        if not sharers or split < sharers[0]:
+            found.add(out_folder)
+            others.update(path for s in sharers for path in manifest.read_columns(out, s).path)
+    return found, others - set(rows.path)
 
 
 def _points_into(out: Path, split: str, out_folder: str) -> bool:

@@ -26,11 +26,12 @@ from ltextract.out import TMP_SUFFIX, manifest, repair
 from ltextract.out.folders import ensure_dir, place_atomically, unchanged
 from ltextract.out.journal import (Batch, Done, Journal, close_all, journal_line, journal_path,
                                    read_journal_entries)
-from ltextract.out.manifest import POSITION_COLUMNS, Row, read_metadata
+from ltextract.out.manifest import POSITION_COLUMNS, Columns, Row, read_metadata
 from ltextract.out.resume import BLOCK_SLACK, check_space
 from ltextract.plan import Job
 
 if TYPE_CHECKING:
+    from ltextract.workers import Pool
     from ltextract.benchmarks import Benchmark
 
 #: What a shard writer holds at once where records must be written in order (array_record,
@@ -363,11 +364,12 @@ class ShardedWriter(Writer):
         return set()
 
     @classmethod
-    def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
+    def check(cls, out: Path, split: str, cols: Columns, record: dict, pool: Pool,
               progress: Progress) -> Iterator[Problem]:
         """The manifest places every example where the plan does; every shard read back holds
         exactly its rows' examples (name, label, image sha256) in order. The split checked
         first also checks what the splits share: the index, and no stray file in the folder."""
+        rows = cols.rows()
         records = recorded(out, cls.name)
         writer = cls.for_record(out, record)
         if split == in_order(records)[0]:
@@ -391,6 +393,6 @@ class ShardedWriter(Writer):
                                [by_rel[j.rel] for j in shard.jobs], [writer.example_name(j) for j in shard.jobs],
                                progress)
 
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for problems in pool.map(check, plan):
+        with ThreadPoolExecutor(max_workers=pool.workers) as threads:
+            for problems in threads.map(check, plan):
                 yield from problems

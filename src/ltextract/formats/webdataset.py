@@ -21,9 +21,10 @@ from ltextract.formats.shards import (FORMAT, Shard, ShardSize, check_shards, id
 from ltextract.out import TMP_SUFFIX, manifest, repair
 from ltextract.out.folders import Folders, disk_sha256, ensure_dir, place_atomically, still_there
 from ltextract.out.journal import Batch, Done, Journal, close_all, journal_line, journal_path, read_journal
-from ltextract.out.manifest import Row
+from ltextract.out.manifest import Columns, Row
 from ltextract.out.resume import check_space
 from ltextract.plan import Job
+from ltextract.workers import Pool
 
 
 def write_shard(folders: Folders, shard: Shard, read: Read) -> tuple[Done, dict[str, str]]:
@@ -180,10 +181,10 @@ class WebdatasetWriter(Writer):
         return done
 
     @classmethod
-    def check(cls, out: Path, split: str, rows: list[Row], record: dict, workers: int,
+    def check(cls, out: Path, split: str, cols: Columns, record: dict, pool: Pool,
               progress: Progress) -> Iterator[Problem]:
         """Every sample read back from its shard (with the stdlib's tar reader)."""
-        yield from check_shards(out, split, rows, workers, progress)
+        yield from check_shards(out, split, cols.rows(), pool.workers, progress)
 
     def finish(self, work: SplitWork, done: dict[str, Done], list_name: str,
                source: dict) -> tuple[list[Row], dict, dict]:
