@@ -204,12 +204,22 @@ def _window_table(arrow, jobs: list[Job], read: Read, stopped: Callable[[], bool
                           f" {jobs[i].size:,}; the source changed during the build, re-run it")
         view[starts[i]:ends[i]] = data
         digests[i] = hashlib.sha256(data).digest()
-    offsets = pa.py_buffer(array.array("i", [0, *ends]).tobytes())
-    images = pa.Array.from_buffers(pa.binary(), len(jobs), [None, offsets, pa.py_buffer(buffer)])
-    names = pa.array([name(j) for j in jobs], pa.string())
+    images = _variable(pa.binary(), ends, buffer)
+    encoded = [name(j).encode("utf-8") for j in jobs]
+    names = _variable(pa.string(), list(itertools.accumulate(map(len, encoded))), b"".join(encoded))
+    label_values = pa.py_buffer(array.array("q", [j.label for j in jobs]))  # (int64, native order)
+    labels = pa.Array.from_buffers(pa.int64(), len(jobs), [None, label_values])
     image = pa.StructArray.from_arrays([images, names], fields=list(arrow.field("image").type))
-    return pa.Table.from_arrays([image, pa.array([j.label for j in jobs], pa.int64()), names],
-                                schema=arrow), digests
+    return pa.Table.from_arrays([image, labels, names], schema=arrow), digests
+
+
+def _variable(kind, ends: list[int], data) -> object:
+    """A binary or string array over `data` as it is, the values ending at `ends`. Built from
+    buffers, not `pa.array` of a list: that first imports pandas (0.5 s and more per worker)."""
+    import pyarrow as pa
+
+    offsets = pa.py_buffer(array.array("i", [0, *ends]))
+    return pa.Array.from_buffers(kind, len(ends), [None, offsets, pa.py_buffer(data)])
 
 
 def render_card(out: Path, complete: dict[str, dict], bench: Benchmark) -> Optional[str]:
