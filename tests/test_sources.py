@@ -205,6 +205,39 @@ def test_parts_reader_reads_like_the_whole(tmp_path_factory, sizes, data):
         reader.close()
 
 
+@pytest.mark.parametrize("shape", ["tar", "parts", "tree"])
+def test_read_into_reads_what_read_returns(shape, tmp_path):
+    """`read_into` (a shard writer's window, filled in place) gives `read`'s bytes, through
+    `Reading` too, and a member cut short is named as `read` names it."""
+    from ltextract.sources import FileEachReader, Reading
+    from ltextract.sources.archive import ArchiveReader
+
+    whole = bytes(range(256)) * 40
+    if shape == "tree":
+        (tmp_path / "img.jpg").write_bytes(whole[100:])
+        reader, path, base = FileEachReader(), tmp_path / "img.jpg", 100
+    else:
+        path = tmp_path / ("x.tar" if shape == "tar" else "x.tar.001")
+        path.write_bytes(whole[:5000] if shape == "parts" else whole)
+        if shape == "parts":
+            (tmp_path / "x.tar.002").write_bytes(whole[5000:])
+        reader, base = ArchiveReader(path), 0
+    try:
+        for offset, size in ((4900, 300), (150, 1), (9000, 1000)):
+            job = Job("train", f"train/n0/{offset}.jpg", "n0", 0, path, offset - base, size)
+            buf = bytearray(size)
+            reader.read_into(job, memoryview(buf))
+            assert bytes(buf) == reader.read(job) == whole[offset:offset + size]
+            into = bytearray(size)
+            Reading({"train": reader}, {"train": "train"}).into(job, memoryview(into))
+            assert into == buf
+        cut = Job("train", "train/n0/cut.jpg", "n0", 0, path, len(whole) - base - 10, 20)
+        with pytest.raises(TarError, match="is truncated: train/n0/cut.jpg"):
+            reader.read_into(cut, memoryview(bytearray(20)))
+    finally:
+        reader.close()
+
+
 def test_a_gap_in_the_parts_is_named(syn, lists, tmp_path, env):
     manual = explode(syn, tmp_path / "manual", "multipart")
     (manual / "ILSVRC2012_img_val.tar.002").unlink()

@@ -7,7 +7,7 @@ import gc
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from ltextract import copy, plan
 from ltextract.benchmarks import Benchmark
@@ -20,9 +20,8 @@ from ltextract.out import manifest
 from ltextract.out.apart import check_apart
 from ltextract.out.journal import Done, read_journal_entries
 from ltextract.out.lock import OutLock, prepare_out, remove_stale_temps
-from ltextract.plan import Job
 from ltextract.plan.uptodate import nothing_to_do
-from ltextract.sources import Reader, Source, stream
+from ltextract.sources import Reading, Source, stream
 from ltextract.sources.split import SplitSource
 from ltextract.tar import indexfile, readers
 from ltextract.tar.index import ArchiveIndex
@@ -274,7 +273,7 @@ def copy_sources(req: BuildRequest, writer: Writer, srcs: dict[str, Source], wor
             readers = {o: stack.enter_context(contextlib.closing(s.reader())) for o, s in srcs.items()}
             writer.open(works)
             stack.callback(writer.close)
-            batches = copy.copy_units(writer, writer.units(works), reading(readers, origin_of),
+            batches = copy.copy_units(writer, writer.units(works), Reading(readers, origin_of),
                                       req.workers, b.update) if todo else ()
             done = writer.record(works, batches, finish)
         else:
@@ -302,13 +301,6 @@ def member_names(srcs: dict[str, Source], origin_of: dict[str, str]) -> Optional
     by_split = {split: names[o] for split, o in origin_of.items() if o in names}
     return lambda job, file: by_split[job.split](job.wnid, file)  # type: ignore[misc]
 
-
-def reading(readers: dict[str, Reader], origin_of: dict[str, str]) -> Callable[[Job], bytes]:
-    """How the copy engine reads a job: straight from the one reader, or by the job's origin."""
-    if len(readers) == 1:
-        return next(iter(readers.values())).read
-    by_split = {split: readers[origin].read for split, origin in origin_of.items() if origin in readers}
-    return lambda job: by_split[job.split](job)
 
 
 def check_complete(w: SplitWork, done: dict[str, Done], hint: str = "", source: str = "") -> None:

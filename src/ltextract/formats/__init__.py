@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ltextract.workers import Pool
 
 Read = Callable[["Job"], bytes]
+ReadInto = Callable[["Job", memoryview], None]
 Progress = Optional[Callable[[int], None]]
 
 
@@ -201,3 +202,19 @@ def need_extra(module: str, extra: str, fmt: str) -> None:
     except ImportError:
         raise LtError(f"--format {fmt} needs the Python module {module}:"
                       f" pip install 'ltextract[{extra}]'") from None
+
+
+def reads_into(read: Read) -> ReadInto:
+    """`read`'s own way of reading a job straight into a buffer (`sources.Reading.into`), or
+    one that copies what `read` returns."""
+    into: Optional[ReadInto] = getattr(read, "into", None)
+    if into is not None:
+        return into
+
+    def copy(job: "Job", buf: memoryview) -> None:
+        data = read(job)
+        if len(data) != len(buf):
+            raise LtError(f"{job.file}: {job.rel} holds {len(data):,} bytes, its index {len(buf):,};"
+                          " the source changed during the build, re-run it")
+        buf[:] = data
+    return copy

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Optional
 from ltextract.benchmarks import Benchmark
 from ltextract.errors import LtError
 from ltextract.files import atomic_write, unlink_quietly
-from ltextract.formats import Options, Problem, Read, need_extra
+from ltextract.formats import Options, Problem, Read, need_extra, reads_into
 from ltextract.formats.sharded_check import Damaged
 from ltextract.formats.sharded import (Shard, ShardedWriter, Stopped, file_name, in_order,
                                        library_split, out_benchmark, prefetched, source_order)
@@ -124,14 +124,14 @@ class HfWriter(ShardedWriter):
 
     # --- worker -------------------------------------------------------------------------
     def write_shard(self, fd: int, shard: Shard, read: Read, stopped: Callable[[], bool]) -> list[bytes]:
-        """A row group per window of images, each window's images copied into one buffer that
+        """A row group per window of images, each window's images read into one buffer that
         Arrow takes as it is; no statistics of the image column (min/max of whole images cost
         more than writing them)."""
         import pyarrow.parquet as pq
 
         arrow = schema(self.benchmark.classes)
         digests: list[bytes] = []
-        with open(fd, "wb", closefd=False) as f, \
+        with _sink(fd) as f, \
                 pq.ParquetWriter(f, arrow, compression={"image.bytes": "none", "image.path": "none",
                                                         "label": "snappy", "file_name": "snappy"},
                                  use_dictionary=["label", "file_name"], write_statistics=["label", "file_name"],
@@ -183,33 +183,53 @@ class HfWriter(ShardedWriter):
         return [] if same else [Problem(CARD, "differs from the dataset card of the finished splits")]
 
 
+def _sink(fd: int):
+    """The shard's file as pyarrow's own file where Linux lets it be reopened: through a Python
+    file, pyarrow copies every write into a bytes object first. Opened to append, not "wb": a
+    file truncated on open, even an empty one, is flushed to disk by ext4 as it is closed."""
+    import pyarrow as pa
+
+    reopen = f"/proc/self/fd/{fd}"
+    return pa.OSFile(reopen, "ab") if os.path.exists(reopen) else open(fd, "wb", closefd=False)
+
+
 def _window_table(arrow, jobs: list[Job], read: Read, stopped: Callable[[], bool], name: Callable[[Job], str]):
-    """The rows of `jobs` as a table, their images read in the order of the tar; and each
-    image's sha256."""
+    """The rows of `jobs` as a table, their images read in the order of the tar straight into
+    one buffer of Arrow's memory pool (reused window after window, where a new bytearray's pages
+    were zeroed and faulted in each time); and each image's sha256."""
     import pyarrow as pa
 
     ends = list(itertools.accumulate(j.size for j in jobs))
     if ends[-1] >= 1 << 31:
         raise LtError(f"{jobs[0].rel}: an image of {jobs[0].size:,} bytes is too large for a parquet row")
     starts = [0, *ends[:-1]]
-    buffer = bytearray(ends[-1])
-    view = memoryview(buffer)
+    buffer = pa.allocate_buffer(ends[-1])
+    view = memoryview(buffer).cast("B")
+    into = reads_into(read)
     digests = [b""] * len(jobs)
     for i in source_order(jobs):
         if stopped():
             raise Stopped()
-        data = read(jobs[i])
-        if len(data) != jobs[i].size:
-            raise LtError(f"{jobs[i].file}: {jobs[i].rel} holds {len(data):,} bytes, its index"
-                          f" {jobs[i].size:,}; the source changed during the build, re-run it")
-        view[starts[i]:ends[i]] = data
-        digests[i] = hashlib.sha256(data).digest()
-    offsets = pa.py_buffer(array.array("i", [0, *ends]).tobytes())
-    images = pa.Array.from_buffers(pa.binary(), len(jobs), [None, offsets, pa.py_buffer(buffer)])
-    names = pa.array([name(j) for j in jobs], pa.string())
+        image = view[starts[i]:ends[i]]
+        into(jobs[i], image)
+        digests[i] = hashlib.sha256(image).digest()
+    images = _variable(pa.binary(), ends, buffer)
+    encoded = [name(j).encode("utf-8") for j in jobs]
+    names = _variable(pa.string(), list(itertools.accumulate(map(len, encoded))), b"".join(encoded))
+    label_values = pa.py_buffer(array.array("q", [j.label for j in jobs]))  # (int64, native order)
+    labels = pa.Array.from_buffers(pa.int64(), len(jobs), [None, label_values])
     image = pa.StructArray.from_arrays([images, names], fields=list(arrow.field("image").type))
-    return pa.Table.from_arrays([image, pa.array([j.label for j in jobs], pa.int64()), names],
-                                schema=arrow), digests
+    return pa.Table.from_arrays([image, labels, names], schema=arrow), digests
+
+
+def _variable(kind, ends: list[int], data) -> object:
+    """A binary or string array over `data` as it is, the values ending at `ends`. Built from
+    buffers, not `pa.array` of a list: that first imports pandas (0.5 s and more per worker)."""
+    import pyarrow as pa
+
+    offsets = pa.py_buffer(array.array("i", [0, *ends]))
+    values = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+    return pa.Array.from_buffers(kind, len(ends), [None, offsets, values])
 
 
 def render_card(out: Path, complete: dict[str, dict], bench: Benchmark) -> Optional[str]:

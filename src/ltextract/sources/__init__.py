@@ -27,6 +27,7 @@ Where = tuple[Path, int, int]
 
 class Job(Protocol):
     """What reading needs of a `plan.Job` (sources come before planning)."""
+    split: str
     rel: str
     wnid: str
     file: Path
@@ -57,7 +58,25 @@ class Reader(Protocol):
 
     def read(self, job: Job) -> bytes: ...
 
+    def read_into(self, job: Job, buf: memoryview) -> None:
+        """The job's bytes into `buf` (`job.size` long): a writer that gathers images into one
+        buffer saves a copy of each, and the allocation of a bytes object."""
+
     def close(self) -> None: ...
+
+
+class Reading:
+    """How the copy engine reads a job: from the one reader, or from its origin's."""
+
+    def __init__(self, readers: dict[str, Reader], origin_of: dict[str, str]) -> None:
+        self.only = next(iter(readers.values())) if len(readers) == 1 else None
+        self.by_split = {split: readers[origin] for split, origin in origin_of.items() if origin in readers}
+
+    def __call__(self, job: Job) -> bytes:
+        return (self.only or self.by_split[job.split]).read(job)
+
+    def into(self, job: Job, buf: memoryview) -> None:
+        (self.only or self.by_split[job.split]).read_into(job, buf)
 
 
 class Source:
@@ -168,6 +187,15 @@ class FileEachReader:
         if len(data) != job.size:
             raise short_read(job.file, job.rel, job.offset + job.size)
         return data
+
+    def read_into(self, job: Job, buf: memoryview) -> None:
+        fd = os.open(job.file, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            n = os.preadv(fd, [buf], job.offset)
+        finally:
+            os.close(fd)
+        if n != job.size:
+            raise short_read(job.file, job.rel, job.offset + job.size)
 
     def close(self) -> None:
         pass

@@ -92,6 +92,16 @@ class ArchiveReader:
             raise short_read(job.file, job.rel, job.offset + job.size)
         return data
 
+    def read_into(self, job: Job, buf: memoryview) -> None:
+        if isinstance(self.bytes, readers.FileReader):
+            n = os.preadv(self.bytes.fd, [buf], job.offset)
+        else:
+            data = self.bytes.read(job.offset, job.size)
+            n = len(data)
+            buf[:n] = data
+        if n != job.size:
+            raise short_read(job.file, job.rel, job.offset + job.size)
+
     def close(self) -> None:
         self.bytes.close()
 
